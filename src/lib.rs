@@ -1,0 +1,4 @@
+//! Shardgate: a shard-per-core HTTP/1.1 API gateway and edge reverse proxy.
+//!
+//! # Layout
+//! (filled in as the data path lands)
