@@ -1,0 +1,3 @@
+//! HTTP/1.1 message framing (RFC 9112).
+
+pub mod chunked;
