@@ -450,3 +450,729 @@ pub fn encode_chunk_header(len: usize, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&buf[start..]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes of the next pipelined request, appended after every valid body to
+    /// check the decoder stops at the body's end.
+    const NEXT: &[u8] = b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n";
+
+    /// Everything feeding a body in some pieces produced.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Outcome {
+        /// Chunk data, as de-chunking forwards it.
+        data: Vec<u8>,
+        /// Consumed bytes, as pass-through forwards them. Left empty on error,
+        /// since how much was consumed before the failing call depends on the
+        /// split.
+        passed: Vec<u8>,
+        done: bool,
+        err: Option<ChunkedError>,
+    }
+
+    /// Feeds `pieces` in order to a new decoder, checking on every call the
+    /// promises `decode` makes, and collects what a proxy would forward.
+    fn feed<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Outcome {
+        let mut decoder = ChunkedDecoder::new();
+        let mut out = Outcome {
+            data: Vec::new(),
+            passed: Vec::new(),
+            done: false,
+            err: None,
+        };
+        for piece in pieces {
+            let mut ranges = Vec::new();
+            let result = decoder.decode(piece, &mut |range| ranges.push(range));
+            let mut end = 0;
+            for (i, range) in ranges.iter().enumerate() {
+                assert!(range.start < range.end, "empty range {range:?}");
+                // Runs of data are always parted by framing, so one run is
+                // one range: adjacent ranges would be a wasted callback.
+                assert!(
+                    i == 0 || range.start > end,
+                    "range {range:?} not after {end}"
+                );
+                assert!(range.end <= piece.len(), "range {range:?} past input");
+                end = range.end;
+                out.data.extend_from_slice(&piece[range.clone()]);
+            }
+            match result {
+                Ok(progress) => {
+                    assert!(end <= progress.consumed, "data past consumed");
+                    assert!(progress.consumed <= piece.len());
+                    assert_eq!(progress.done, decoder.is_done());
+                    if !progress.done {
+                        assert_eq!(progress.consumed, piece.len(), "left input unconsumed");
+                    }
+                    if out.done {
+                        assert_eq!(progress.consumed, 0, "consumed after done");
+                    }
+                    out.passed.extend_from_slice(&piece[..progress.consumed]);
+                    out.done = progress.done;
+                }
+                Err(err) => {
+                    assert!(!decoder.is_done());
+                    let mut called = false;
+                    assert_eq!(decoder.decode(LAST_CHUNK, &mut |_| called = true), Err(err));
+                    assert_eq!(decoder.decode(b"", &mut |_| called = true), Err(err));
+                    assert!(!called, "data reported after an error");
+                    out.passed.clear();
+                    out.err = Some(err);
+                    return out;
+                }
+            }
+        }
+        out
+    }
+
+    fn whole(input: &[u8]) -> Outcome {
+        feed([input])
+    }
+
+    /// Where to cut `input` in two: everywhere, except in the multi-kilobyte
+    /// bodies of the limit tests, where that is quadratic (half a minute in a
+    /// debug build) and a sample around the ends, where the limits bite, and
+    /// every 61st byte between them gives the same coverage.
+    fn cut_points(len: usize) -> impl Iterator<Item = usize> {
+        const EDGE: usize = 512;
+        (0..=len).filter(move |&at| len <= 2 * EDGE || at < EDGE || len - at < EDGE || at % 61 == 0)
+    }
+
+    /// Feeds `input` whole, byte by byte, in every 2-way split of
+    /// [`cut_points`] and, for short inputs, every 3-way split, and checks
+    /// every way gives `expected`.
+    fn check_every_split(input: &[u8], expected: &Outcome) {
+        assert_eq!(&whole(input), expected, "whole");
+        assert_eq!(&feed(input.chunks(1)), expected, "byte by byte");
+        for at in cut_points(input.len()) {
+            let (a, b) = input.split_at(at);
+            assert_eq!(&feed([a, b]), expected, "split at {at}");
+        }
+        if input.len() <= 96 {
+            for i in 0..=input.len() {
+                for j in i..=input.len() {
+                    let pieces = [&input[..i], &input[i..j], &input[j..]];
+                    assert_eq!(&feed(pieces), expected, "split at {i}, {j}");
+                }
+            }
+        }
+    }
+
+    /// `wire` is a complete valid body carrying `expected` data.
+    fn check_valid(wire: &[u8], expected: &[u8]) {
+        let input = [wire, NEXT].concat();
+        let want = Outcome {
+            data: expected.to_vec(),
+            passed: wire.to_vec(),
+            done: true,
+            err: None,
+        };
+        check_every_split(&input, &want);
+        // Every strict prefix is an unfinished, valid body.
+        for len in cut_points(wire.len()).filter(|&len| len < wire.len()) {
+            let got = whole(&wire[..len]);
+            assert_eq!((got.done, got.err), (false, None), "prefix of {len}");
+            assert_eq!(got.passed, &wire[..len]);
+        }
+    }
+
+    /// `wire` is rejected with `err`, however it is split.
+    fn check_invalid(wire: &[u8], err: ChunkedError) {
+        let want = whole(wire);
+        assert_eq!(
+            want.err,
+            Some(err),
+            "input {:?}",
+            String::from_utf8_lossy(wire)
+        );
+        check_every_split(wire, &want);
+    }
+
+    // ---- valid bodies ----
+
+    #[test]
+    fn empty_body() {
+        check_valid(b"0\r\n\r\n", b"");
+    }
+
+    #[test]
+    fn single_and_multiple_chunks() {
+        check_valid(b"5\r\nhello\r\n0\r\n\r\n", b"hello");
+        check_valid(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", b"hello world");
+        check_valid(b"1\r\na\r\n1\r\nb\r\n1\r\nc\r\n0\r\n\r\n", b"abc");
+    }
+
+    #[test]
+    fn hex_sizes_are_case_insensitive() {
+        check_valid(
+            b"a\r\n0123456789\r\nA\r\n9876543210\r\n0\r\n\r\n",
+            b"01234567899876543210",
+        );
+        let data = [b'x'; 0xbeef];
+        for size_line in [&b"BEEF\r\n"[..], b"beef\r\n", b"bEeF\r\n"] {
+            let wire = [size_line, &data, b"\r\n0\r\n\r\n"].concat();
+            let got = whole(&wire);
+            assert_eq!((got.data.len(), got.done), (0xbeef, true));
+        }
+    }
+
+    #[test]
+    fn leading_zeros() {
+        check_valid(b"0005\r\nhello\r\n000\r\n\r\n", b"hello");
+        // Leading zeros are not significant digits, so they never overflow.
+        check_valid(
+            b"00000000000000000000000005\r\nhello\r\n0\r\n\r\n",
+            b"hello",
+        );
+    }
+
+    #[test]
+    fn data_that_looks_like_framing() {
+        // The 7 bytes of data are "0\r\n\r\n\r\n": only the size decides.
+        check_valid(b"7\r\n0\r\n\r\n\r\n\r\n0\r\n\r\n", b"0\r\n\r\n\r\n");
+        check_valid(b"3\r\n\n\r\r\r\n0\r\n\r\n", b"\n\r\r");
+    }
+
+    #[test]
+    fn large_chunk() {
+        let data: Vec<u8> = (0..0x1000u32).map(|i| (i % 251) as u8).collect();
+        let wire = [&b"1000\r\n"[..], &data, b"\r\n0\r\n\r\n"].concat();
+        check_valid(&wire, &data);
+    }
+
+    #[test]
+    fn extensions_are_skipped() {
+        check_valid(b"5;foo=bar\r\nhello\r\n0;baz\r\n\r\n", b"hello");
+        check_valid(b"5;a;b=c;d=\"e\"\r\nhello\r\n0\r\n\r\n", b"hello");
+        check_valid(
+            b"5;name=\"quoted; \\\"value\\\" =\"\r\nhello\r\n0\r\n\r\n",
+            b"hello",
+        );
+        check_valid(b"5; a = b ;c\r\nhello\r\n0\r\n\r\n", b"hello");
+        check_valid(b"5;\r\nhello\r\n0;\r\n\r\n", b"hello");
+        // HTAB and obs-text are not controls.
+        check_valid(b"5;a=\"\tb\x80\xff\"\r\nhello\r\n0\r\n\r\n", b"hello");
+    }
+
+    #[test]
+    fn whitespace_before_extension() {
+        check_valid(b"5 ;a=b\r\nhello\r\n0\t;x\r\n\r\n", b"hello");
+        check_valid(b"5 \t \t;a\r\nhello\r\n0\r\n\r\n", b"hello");
+    }
+
+    #[test]
+    fn trailers() {
+        check_valid(b"0\r\nExpires: never\r\n\r\n", b"");
+        check_valid(
+            b"3\r\nabc\r\n0\r\nX-Trace:  abc\t\r\nX-Sum:1\r\n\r\n",
+            b"abc",
+        );
+        check_valid(b"0\r\nX-Empty:\r\n\r\n", b"");
+        check_valid(b"0\r\nX-Obs: caf\xc3\xa9 \x80\xff\r\n\r\n", b"");
+        check_valid(b"0\r\n!#$%&'*+-.^_`|~09AZaz: v\r\n\r\n", b"");
+        check_valid(b"0;ext\r\nA: \"quoted: value\"\r\n\r\n", b"");
+    }
+
+    // ---- invalid chunk-size lines ----
+
+    #[test]
+    fn size_without_digits() {
+        check_invalid(b"\r\n", ChunkedError::BadSize);
+        check_invalid(b";ext\r\n", ChunkedError::BadSize);
+        check_invalid(b" 5\r\n", ChunkedError::BadSize);
+        check_invalid(b"\n", ChunkedError::BadSize);
+    }
+
+    #[test]
+    fn size_with_non_hex() {
+        check_invalid(b"x\r\n", ChunkedError::BadSize);
+        check_invalid(b"g\r\n", ChunkedError::BadSize);
+        check_invalid(b"5g\r\n", ChunkedError::BadSize);
+        check_invalid(b"-5\r\n", ChunkedError::BadSize);
+        check_invalid(b"+5\r\n", ChunkedError::BadSize);
+        check_invalid(b"0x5\r\n", ChunkedError::BadSize);
+        check_invalid(b"5,\r\n", ChunkedError::BadSize);
+        check_invalid(b"5\x00\r\n", ChunkedError::BadSize);
+        // The second chunk's size line is checked like the first.
+        check_invalid(b"1\r\na\r\nz\r\n", ChunkedError::BadSize);
+    }
+
+    #[test]
+    fn whitespace_only_before_extension() {
+        check_invalid(b"5 \r\nhello\r\n0\r\n\r\n", ChunkedError::BadSize);
+        check_invalid(b"5\t\r\n", ChunkedError::BadSize);
+        check_invalid(b"5 x\r\n", ChunkedError::BadSize);
+        check_invalid(b"5 5\r\n", ChunkedError::BadSize);
+        check_invalid(b"0 \r\n\r\n", ChunkedError::BadSize);
+        // Only SP and HTAB count as whitespace.
+        check_invalid(b"5\x0b;a\r\n", ChunkedError::BadSize);
+        check_invalid(b"5\x0c;a\r\n", ChunkedError::BadSize);
+        check_invalid(b"5 \n", ChunkedError::BadSize);
+    }
+
+    #[test]
+    fn control_characters_in_extensions() {
+        for ctl in (0u8..0x20).chain([0x7f]) {
+            if matches!(ctl, b'\t' | b'\r' | b'\n') {
+                continue;
+            }
+            check_invalid(
+                &[b'5', b';', b'a', ctl, b'\r', b'\n'],
+                ChunkedError::BadSize,
+            );
+            check_invalid(&[b'0', b';', ctl, b'\r', b'\n'], ChunkedError::BadSize);
+        }
+    }
+
+    #[test]
+    fn size_line_needs_crlf() {
+        check_invalid(b"5\nhello\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"5\rhello\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"5\r\rhello\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"5;a\nhello\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"5;a\rb\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"5;a\r \r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"0\n\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"0;a\n\r\n", ChunkedError::BadLineEnding);
+    }
+
+    #[test]
+    fn size_overflow() {
+        // 16 significant digits fit, whatever leads them.
+        let got = whole(b"ffffffffffffffff\r\nabc");
+        assert_eq!(
+            (got.data, got.done, got.err),
+            (b"abc".to_vec(), false, None)
+        );
+        let got = whole(b"0000FFFFFFFFFFFFFFFF\r\n");
+        assert_eq!((got.done, got.err), (false, None));
+        check_invalid(b"10000000000000000\r\n", ChunkedError::SizeOverflow);
+        check_invalid(b"fffffffffffffffff\r\n", ChunkedError::SizeOverflow);
+        check_invalid(b"000f0000000000000003\r\n", ChunkedError::SizeOverflow);
+        check_invalid(
+            b"1\r\na\r\n10000000000000000\r\n",
+            ChunkedError::SizeOverflow,
+        );
+        // The error comes with the 17th digit, before any line end is seen.
+        check_invalid(b"10000000000000000", ChunkedError::SizeOverflow);
+    }
+
+    #[test]
+    fn huge_chunk_streams_through() {
+        let mut decoder = ChunkedDecoder::new();
+        let mut seen = 0;
+        let head = decoder.decode(b"ffffffffffffffff\r\n", &mut |_| panic!("no data yet"));
+        assert_eq!(
+            head,
+            Ok(Progress {
+                consumed: 18,
+                done: false
+            })
+        );
+        let block = [0u8; 4096];
+        for _ in 0..64 {
+            let progress = decoder.decode(&block, &mut |range| seen += range.len());
+            assert_eq!(
+                progress,
+                Ok(Progress {
+                    consumed: 4096,
+                    done: false
+                })
+            );
+        }
+        assert_eq!(seen, 64 * 4096);
+    }
+
+    // ---- invalid chunk data framing ----
+
+    #[test]
+    fn data_must_be_followed_by_crlf() {
+        check_invalid(b"5\r\nhelloX\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"5\r\nhello!\r\n0\r\n\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"5\r\nhello\n0\r\n\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"5\r\nhello\r0\r\n\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"5\r\nhello\r\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"5\r\nhello0\r\n\r\n", ChunkedError::BadLineEnding);
+        // A short chunk: the size says 6, so the CR is data and 0 is not CR.
+        check_invalid(b"6\r\nhello\r\n0\r\n\r\n", ChunkedError::BadLineEnding);
+    }
+
+    #[test]
+    fn reported_data_before_an_error_is_kept() {
+        let got = whole(b"3\r\nabc\r\n2\r\nde!");
+        assert_eq!(got.data, b"abcde");
+        assert_eq!(got.err, Some(ChunkedError::BadLineEnding));
+    }
+
+    // ---- invalid trailer sections ----
+
+    #[test]
+    fn trailer_field_must_be_token_colon_value() {
+        check_invalid(b"0\r\nNoColon\r\n\r\n", ChunkedError::BadTrailer);
+        check_invalid(b"0\r\n: no-name\r\n\r\n", ChunkedError::BadTrailer);
+        check_invalid(b"0\r\nName : v\r\n\r\n", ChunkedError::BadTrailer);
+        check_invalid(b"0\r\nName\t: v\r\n\r\n", ChunkedError::BadTrailer);
+        check_invalid(b"0\r\nbad name: v\r\n\r\n", ChunkedError::BadTrailer);
+        check_invalid(b"0\r\nna(me): v\r\n\r\n", ChunkedError::BadTrailer);
+        check_invalid(b"0\r\nna\xc3\xa9: v\r\n\r\n", ChunkedError::BadTrailer);
+        check_invalid(b"0\r\nName\r\n\r\n", ChunkedError::BadTrailer);
+        check_invalid(b"0\r\nName\n\r\n", ChunkedError::BadTrailer);
+        // obs-fold (RFC 9112 §5.2).
+        check_invalid(b"0\r\nA: b\r\n folded\r\n\r\n", ChunkedError::BadTrailer);
+        check_invalid(b"0\r\nA: b\r\n\tfolded\r\n\r\n", ChunkedError::BadTrailer);
+        check_invalid(b"0\r\n \r\n\r\n", ChunkedError::BadTrailer);
+    }
+
+    #[test]
+    fn trailer_value_without_controls() {
+        for ctl in (0u8..0x20).chain([0x7f]) {
+            if matches!(ctl, b'\t' | b'\r' | b'\n') {
+                continue;
+            }
+            let wire = [&b"0\r\nA: x"[..], &[ctl], b"y\r\n\r\n"].concat();
+            check_invalid(&wire, ChunkedError::BadTrailer);
+        }
+    }
+
+    #[test]
+    fn trailer_lines_need_crlf() {
+        check_invalid(b"0\r\nA: b\n\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"0\r\nA: b\rc\r\n\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"0\r\nA: b\r\r\n", ChunkedError::BadLineEnding);
+        check_invalid(b"0\r\nA: b\r\n\n", ChunkedError::BadLineEnding);
+        check_invalid(b"0\r\n\n", ChunkedError::BadLineEnding);
+        check_invalid(b"0\r\n\r\r", ChunkedError::BadLineEnding);
+        check_invalid(b"0\r\n\rX", ChunkedError::BadLineEnding);
+    }
+
+    // ---- limits ----
+
+    /// A size line of exactly `len` bytes, CRLF included, for a 5-byte chunk.
+    fn size_line_of(len: usize) -> Vec<u8> {
+        let mut line = b"5;".to_vec();
+        line.resize(len - 2, b'e');
+        line.extend_from_slice(b"\r\n");
+        line
+    }
+
+    #[test]
+    fn size_line_limit() {
+        let at_limit = size_line_of(MAX_SIZE_LINE);
+        let wire = [&at_limit[..], b"hello\r\n0\r\n\r\n"].concat();
+        check_valid(&wire, b"hello");
+        let over = size_line_of(MAX_SIZE_LINE + 1);
+        check_invalid(&over, ChunkedError::LineTooLong);
+        // An unterminated line fails as soon as it is too long.
+        check_invalid(&over[..MAX_SIZE_LINE + 1], ChunkedError::LineTooLong);
+        let got = whole(&over[..MAX_SIZE_LINE]);
+        assert_eq!((got.done, got.err), (false, None));
+    }
+
+    #[test]
+    fn size_line_limit_counts_leading_zeros() {
+        let mut line = vec![b'0'; MAX_SIZE_LINE - 3];
+        line.extend_from_slice(b"5\r\n");
+        let wire = [&line[..], b"hello\r\n0\r\n\r\n"].concat();
+        check_valid(&wire, b"hello");
+        line.insert(0, b'0');
+        check_invalid(&line, ChunkedError::LineTooLong);
+    }
+
+    #[test]
+    fn size_line_limit_is_per_line() {
+        let line = size_line_of(MAX_SIZE_LINE);
+        let mut last = b"0;".to_vec();
+        last.resize(MAX_SIZE_LINE - 2, b'e');
+        last.extend_from_slice(b"\r\n");
+        let wire = [&line[..], b"hello\r\n", &line, b"world\r\n", &last, b"\r\n"].concat();
+        check_valid(&wire, b"helloworld");
+        last.insert(2, b'e');
+        check_invalid(
+            &[&line[..], b"hello\r\n", &last].concat(),
+            ChunkedError::LineTooLong,
+        );
+    }
+
+    /// A trailer section of exactly `len` bytes, final CRLF included, made of
+    /// fields of about `field` bytes.
+    fn trailers_of(len: usize, field: usize) -> Vec<u8> {
+        let mut section = Vec::new();
+        while len - section.len() > field + 2 {
+            let start = section.len();
+            section.extend_from_slice(b"X-F: ");
+            section.resize(start + field - 2, b'v');
+            section.extend_from_slice(b"\r\n");
+        }
+        let start = section.len();
+        section.extend_from_slice(b"X-L: ");
+        section.resize(start + (len - start) - 4, b'v');
+        section.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(section.len(), len);
+        section
+    }
+
+    #[test]
+    fn trailer_section_limit() {
+        for field in [64, MAX_TRAILER_SECTION] {
+            let at_limit = trailers_of(MAX_TRAILER_SECTION, field);
+            check_valid(&[&b"2\r\nok\r\n0\r\n"[..], &at_limit].concat(), b"ok");
+            let over = trailers_of(MAX_TRAILER_SECTION + 1, field);
+            check_invalid(
+                &[&b"0\r\n"[..], &over].concat(),
+                ChunkedError::TrailersTooLarge,
+            );
+        }
+        // An endless value fails once past the limit, without any CRLF.
+        let mut endless = b"0\r\nX: ".to_vec();
+        endless.resize(3 + MAX_TRAILER_SECTION + 1, b'v');
+        check_invalid(&endless, ChunkedError::TrailersTooLarge);
+        let got = whole(&endless[..3 + MAX_TRAILER_SECTION]);
+        assert_eq!((got.done, got.err), (false, None));
+    }
+
+    // ---- the decoder's lifecycle ----
+
+    #[test]
+    fn new_and_default_start_a_body() {
+        for mut decoder in [ChunkedDecoder::new(), ChunkedDecoder::default()] {
+            assert!(!decoder.is_done());
+            let empty = decoder.decode(b"", &mut |_| panic!("no data"));
+            assert_eq!(
+                empty,
+                Ok(Progress {
+                    consumed: 0,
+                    done: false
+                })
+            );
+            let end = decoder.decode(LAST_CHUNK, &mut |_| panic!("no data"));
+            assert_eq!(
+                end,
+                Ok(Progress {
+                    consumed: 5,
+                    done: true
+                })
+            );
+            assert!(decoder.is_done());
+        }
+    }
+
+    #[test]
+    fn nothing_is_consumed_after_done() {
+        let mut decoder = ChunkedDecoder::new();
+        let first = decoder.decode(b"1\r\na\r\n0\r\n\r\n1\r\nb\r\n", &mut |_| {});
+        assert_eq!(
+            first,
+            Ok(Progress {
+                consumed: 11,
+                done: true
+            })
+        );
+        for input in [&b""[..], b"1\r\nb\r\n", b"\r\n", b"garbage"] {
+            let again = decoder.decode(input, &mut |_| panic!("data after done"));
+            assert_eq!(
+                again,
+                Ok(Progress {
+                    consumed: 0,
+                    done: true
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn errors_are_sticky() {
+        let mut decoder = ChunkedDecoder::new();
+        assert_eq!(
+            decoder.decode(b"z", &mut |_| {}),
+            Err(ChunkedError::BadSize)
+        );
+        assert_eq!(decoder.decode(b"", &mut |_| {}), Err(ChunkedError::BadSize));
+        assert_eq!(
+            decoder.decode(LAST_CHUNK, &mut |_| {}),
+            Err(ChunkedError::BadSize)
+        );
+        assert!(!decoder.is_done());
+    }
+
+    #[test]
+    fn errors_display() {
+        let all = [
+            ChunkedError::BadSize,
+            ChunkedError::SizeOverflow,
+            ChunkedError::BadLineEnding,
+            ChunkedError::LineTooLong,
+            ChunkedError::TrailersTooLarge,
+            ChunkedError::BadTrailer,
+        ];
+        for (i, a) in all.iter().enumerate() {
+            assert!(!a.to_string().is_empty());
+            for b in &all[i + 1..] {
+                assert_ne!(a.to_string(), b.to_string());
+            }
+        }
+    }
+
+    // ---- encoding ----
+
+    fn header(len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_chunk_header(len, &mut out);
+        out
+    }
+
+    #[test]
+    fn chunk_header_is_lowercase_hex_and_crlf() {
+        assert_eq!(header(0), b"0\r\n");
+        assert_eq!(header(1), b"1\r\n");
+        assert_eq!(header(0xf), b"f\r\n");
+        assert_eq!(header(0x10), b"10\r\n");
+        assert_eq!(header(0x1a2b), b"1a2b\r\n");
+        assert_eq!(header(8192), b"2000\r\n");
+        let digits = 2 * std::mem::size_of::<usize>();
+        let max = [vec![b'f'; digits], b"\r\n".to_vec()].concat();
+        assert_eq!(header(usize::MAX), max);
+    }
+
+    #[test]
+    fn chunk_header_appends() {
+        let mut out = b"prefix".to_vec();
+        encode_chunk_header(255, &mut out);
+        assert_eq!(out, b"prefixff\r\n");
+    }
+
+    #[test]
+    fn encoder_constants() {
+        assert_eq!(CHUNK_TRAILER_CRLF, b"\r\n");
+        check_valid(LAST_CHUNK, b"");
+        // A zero-length header starts a trailer section.
+        let wire = [&header(0)[..], b"X-Sum: 1\r\n", CHUNK_TRAILER_CRLF].concat();
+        check_valid(&wire, b"");
+    }
+
+    // ---- randomised ----
+
+    /// xorshift64*: deterministic, so a failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn byte(&mut self) -> u8 {
+            (self.next() >> 56) as u8
+        }
+    }
+
+    /// Cuts `input` into up to 8 pieces at random points.
+    fn random_split<'a>(input: &'a [u8], rng: &mut Rng) -> Vec<&'a [u8]> {
+        let mut cuts: Vec<usize> = (0..rng.below(8))
+            .map(|_| rng.below(input.len() + 1))
+            .collect();
+        cuts.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for cut in cuts {
+            pieces.push(&input[start..cut]);
+            start = cut;
+        }
+        pieces.push(&input[start..]);
+        pieces
+    }
+
+    /// Encodes `payload` in chunks of random sizes, with random extensions
+    /// and trailers, as `encode_chunk_header` and the constants allow.
+    fn random_body(payload: &[u8], rng: &mut Rng) -> Vec<u8> {
+        let mut wire = Vec::new();
+        let mut rest = payload;
+        while !rest.is_empty() {
+            let len = (1 + rng.below(300)).min(rest.len());
+            encode_chunk_header(len, &mut wire);
+            if rng.below(4) == 0 {
+                // Slip an extension between the digits and the CRLF.
+                wire.truncate(wire.len() - 2);
+                wire.extend_from_slice(b" ;ext=\"v\"\r\n");
+            }
+            wire.extend_from_slice(&rest[..len]);
+            wire.extend_from_slice(CHUNK_TRAILER_CRLF);
+            rest = &rest[len..];
+        }
+        if rng.below(2) == 0 {
+            wire.extend_from_slice(LAST_CHUNK);
+        } else {
+            encode_chunk_header(0, &mut wire);
+            wire.extend_from_slice(b"X-Checksum: abc\r\nX-Other:\r\n\r\n");
+        }
+        wire
+    }
+
+    #[test]
+    fn encode_then_decode_round_trips() {
+        let mut rng = Rng(0x5eed_0fc0_ffee);
+        for _ in 0..500 {
+            let payload: Vec<u8> = (0..rng.below(2000)).map(|_| rng.byte()).collect();
+            let wire = random_body(&payload, &mut rng);
+            let input = [&wire[..], NEXT].concat();
+            let want = Outcome {
+                data: payload,
+                passed: wire,
+                done: true,
+                err: None,
+            };
+            assert_eq!(whole(&input), want);
+            assert_eq!(feed(random_split(&input, &mut rng)), want);
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics_and_splits_agree() {
+        const ALPHABET: &[u8] = b"0123456789abcdefABCDEF;=\" \t\r\n:xX-\x00\x7f\x80\xff";
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..30_000 {
+            let input: Vec<u8> = (0..rng.below(64))
+                .map(|_| match rng.below(8) {
+                    0 => rng.byte(),
+                    _ => ALPHABET[rng.below(ALPHABET.len())],
+                })
+                .collect();
+            let want = whole(&input);
+            assert_eq!(feed(random_split(&input, &mut rng)), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn mutated_bodies_never_panic_and_splits_agree() {
+        const INTERESTING: &[u8] = b"0fF; \t\r\n:\"\x00";
+        let mut rng = Rng(0xdead_beef_cafe_f00d);
+        for _ in 0..20_000 {
+            let payload: Vec<u8> = (0..rng.below(40)).map(|_| rng.byte()).collect();
+            let mut input = random_body(&payload, &mut rng);
+            for _ in 0..1 + rng.below(3) {
+                let at = rng.below(input.len() + 1);
+                let byte = match rng.below(2) {
+                    0 => rng.byte(),
+                    _ => INTERESTING[rng.below(INTERESTING.len())],
+                };
+                match rng.below(3) {
+                    0 => input.insert(at, byte),
+                    1 if at < input.len() => input[at] = byte,
+                    _ if at < input.len() => {
+                        input.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            let want = whole(&input);
+            assert_eq!(feed(random_split(&input, &mut rng)), want, "{input:?}");
+        }
+    }
+}
