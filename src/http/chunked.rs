@@ -197,6 +197,27 @@ impl ChunkedDecoder {
         input: &[u8],
         data: &mut impl FnMut(Range<usize>),
     ) -> Result<Progress, ChunkedError> {
+        if let State::Failed(err) = self.state {
+            return Err(err);
+        }
+        match self.run(input, data) {
+            Ok(consumed) => Ok(Progress {
+                consumed,
+                done: self.state == State::Done,
+            }),
+            Err(err) => {
+                self.state = State::Failed(err);
+                Err(err)
+            }
+        }
+    }
+
+    /// The body of `decode`: returns how much of `input` was consumed.
+    fn run(
+        &mut self,
+        input: &[u8],
+        data: &mut impl FnMut(Range<usize>),
+    ) -> Result<usize, ChunkedError> {
         let mut pos = 0;
         while let Some(&byte) = input.get(pos) {
             match self.state {
@@ -213,26 +234,73 @@ impl ChunkedDecoder {
                         self.state = State::DataCr;
                     }
                 }
+                // The common shapes of a size line ("10\r\n") and of the CRLF
+                // after data are taken whole when the buffer holds them,
+                // rather than one dispatch per byte: 1.6-1.8x the throughput
+                // on 16-byte chunks (benches/chunked.rs). Anything else, and
+                // every line cut by a read boundary, goes through `step`; the
+                // tests feed every body both whole and byte by byte, so the
+                // two paths are held to the same answers.
+                State::SizeFirst | State::Size if hex_value(byte).is_some() => {
+                    while let Some(digit) = input.get(pos).copied().and_then(hex_value) {
+                        self.spend(ChunkedError::LineTooLong)?;
+                        self.push_digit(digit)?;
+                        pos += 1;
+                    }
+                    self.state = State::Size;
+                    if input[pos..].starts_with(b"\r\n") {
+                        self.spend(ChunkedError::LineTooLong)?;
+                        self.spend(ChunkedError::LineTooLong)?;
+                        pos += 2;
+                        self.state = self.end_size_line();
+                    }
+                }
+                State::DataCr if input[pos..].starts_with(b"\r\n") => {
+                    pos += 2;
+                    self.state = self.start_size_line();
+                }
                 State::Done => break,
                 State::Failed(err) => return Err(err),
                 state => {
                     pos += 1;
-                    match self.step(state, byte) {
-                        Ok(next) => self.state = next,
-                        Err(err) => {
-                            self.state = State::Failed(err);
-                            return Err(err);
-                        }
-                    }
+                    self.state = self.step(state, byte)?;
                 }
             }
         }
-        match self.state {
-            State::Failed(err) => Err(err),
-            state => Ok(Progress {
-                consumed: pos,
-                done: state == State::Done,
-            }),
+        Ok(pos)
+    }
+
+    /// Takes one byte from the budget of the current size line or trailer
+    /// section, failing with `limit` once it is spent.
+    fn spend(&mut self, limit: ChunkedError) -> Result<(), ChunkedError> {
+        self.budget = self.budget.checked_sub(1).ok_or(limit)?;
+        Ok(())
+    }
+
+    fn push_digit(&mut self, digit: u8) -> Result<(), ChunkedError> {
+        // Leading zeros keep `size` at 0 and so never overflow; the 17th
+        // significant digit does.
+        if self.size > u64::MAX >> 4 {
+            return Err(ChunkedError::SizeOverflow);
+        }
+        self.size = self.size << 4 | u64::from(digit);
+        Ok(())
+    }
+
+    fn start_size_line(&mut self) -> State {
+        self.size = 0;
+        self.budget = MAX_SIZE_LINE;
+        State::SizeFirst
+    }
+
+    /// The state after the CRLF of a size line.
+    fn end_size_line(&mut self) -> State {
+        if self.size == 0 {
+            // last-chunk: the trailer section starts here (§7.1.2).
+            self.budget = MAX_TRAILER_SECTION;
+            State::LineStart
+        } else {
+            State::Data
         }
     }
 
@@ -240,10 +308,7 @@ impl ChunkedDecoder {
     fn step(&mut self, state: State, byte: u8) -> Result<State, ChunkedError> {
         match state {
             State::SizeFirst | State::Size | State::SizeBws | State::Ext | State::SizeLf => {
-                self.budget = self
-                    .budget
-                    .checked_sub(1)
-                    .ok_or(ChunkedError::LineTooLong)?;
+                self.spend(ChunkedError::LineTooLong)?;
                 self.step_size_line(state, byte)
             }
             State::DataCr => match byte {
@@ -251,11 +316,7 @@ impl ChunkedDecoder {
                 _ => Err(ChunkedError::BadLineEnding),
             },
             State::DataLf => match byte {
-                b'\n' => {
-                    self.size = 0;
-                    self.budget = MAX_SIZE_LINE;
-                    Ok(State::SizeFirst)
-                }
+                b'\n' => Ok(self.start_size_line()),
                 _ => Err(ChunkedError::BadLineEnding),
             },
             State::LineStart
@@ -263,10 +324,7 @@ impl ChunkedDecoder {
             | State::FieldValue
             | State::FieldLf
             | State::EndLf => {
-                self.budget = self
-                    .budget
-                    .checked_sub(1)
-                    .ok_or(ChunkedError::TrailersTooLarge)?;
+                self.spend(ChunkedError::TrailersTooLarge)?;
                 step_trailer(state, byte)
             }
             // `decode` handles these without stepping; staying put is the
@@ -280,19 +338,14 @@ impl ChunkedDecoder {
         match state {
             State::SizeFirst => match hex_value(byte) {
                 Some(digit) => {
-                    self.size = u64::from(digit);
+                    self.push_digit(digit)?;
                     Ok(State::Size)
                 }
                 None => Err(ChunkedError::BadSize),
             },
             State::Size => {
                 if let Some(digit) = hex_value(byte) {
-                    // Leading zeros keep `size` at 0 and so never overflow;
-                    // the 17th significant digit does.
-                    if self.size > u64::MAX >> 4 {
-                        return Err(ChunkedError::SizeOverflow);
-                    }
-                    self.size = self.size << 4 | u64::from(digit);
+                    self.push_digit(digit)?;
                     return Ok(State::Size);
                 }
                 match byte {
@@ -324,12 +377,7 @@ impl ChunkedDecoder {
                 _ => Ok(State::Ext),
             },
             State::SizeLf => match byte {
-                b'\n' if self.size == 0 => {
-                    // last-chunk: the trailer section starts here (§7.1.2).
-                    self.budget = MAX_TRAILER_SECTION;
-                    Ok(State::LineStart)
-                }
-                b'\n' => Ok(State::Data),
+                b'\n' => Ok(self.end_size_line()),
                 _ => Err(ChunkedError::BadLineEnding),
             },
             _ => Ok(state),
@@ -351,9 +399,9 @@ fn step_trailer(state: State, byte: u8) -> Result<State, ChunkedError> {
         },
         State::FieldName => match byte {
             b':' => Ok(State::FieldValue),
-            // Includes whitespace before the colon, which RFC 9112 §5.1 says
-            // a server MUST reject, and lines without any colon.
             _ if is_tchar(byte) => Ok(State::FieldName),
+            // Includes whitespace before the colon, which RFC 9112 §5.1 says
+            // a server MUST reject, and a line end before any colon.
             _ => Err(ChunkedError::BadTrailer),
         },
         State::FieldValue => match byte {
