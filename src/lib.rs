@@ -2,3 +2,7 @@
 //!
 //! # Layout
 //! (filled in as the data path lands)
+//!
+//! - `http/path.rs`: request path normalisation, before routing
+
+pub mod http;

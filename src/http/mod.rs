@@ -1,0 +1,3 @@
+//! HTTP/1.1 handling on the request path.
+
+pub mod path;
