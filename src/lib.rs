@@ -4,5 +4,7 @@
 //! (filled in as the data path lands)
 //!
 //! - `http/path.rs`: request path normalisation, before routing
+//! - `router/`: host + path + method + header matching, compiled per snapshot
 
 pub mod http;
+pub mod router;
