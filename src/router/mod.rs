@@ -33,6 +33,8 @@ mod tier;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
+mod no_alloc_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
