@@ -30,6 +30,10 @@ pub fn normalize(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
         _ => return Err(PathError::NotAbsolute),
     };
     out.reserve(raw.len());
+    if is_plain(raw) {
+        out.extend_from_slice(raw);
+        return Ok(());
+    }
     // Splitting the raw bytes on '/' is the same as splitting the decoded ones, because a decoded
     // escape is never '/': only unreserved characters are decoded.
     let mut segments = rest.split(|&b| b == b'/').peekable();
@@ -44,7 +48,7 @@ pub fn normalize(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
                 out.truncate(start);
                 // An empty output means we are at the root: there is no segment left to pop.
                 if out.is_empty() {
-                    return Err(PathError::AboveRoot);
+                    return Err(above_root_error(raw));
                 }
                 let parent = out.iter().rposition(|&b| b == b'/').unwrap_or(0);
                 out.truncate(parent);
@@ -57,6 +61,33 @@ pub fn normalize(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
         }
     }
     Ok(())
+}
+
+/// Decoding comes before dot-segment removal, so a malformed escape later in the path is the
+/// error to report, whichever order the single pass met them in.
+fn above_root_error(raw: &[u8]) -> PathError {
+    let mut rest = raw;
+    while let Some(pos) = rest.iter().position(|&b| b == b'%') {
+        let digits = rest.get(pos + 1..pos + 3).unwrap_or_default();
+        if digits.len() < 2 || digits.iter().any(|&d| hex_value(d).is_err()) {
+            return PathError::BadPercentEncoding;
+        }
+        rest = &rest[pos + 3..];
+    }
+    PathError::AboveRoot
+}
+
+/// Most paths have no escape and no segment starting with '.', and are already normal: one
+/// scan and one copy instead of the segment walk.
+fn is_plain(raw: &[u8]) -> bool {
+    let mut prev = 0;
+    for &b in raw {
+        if b == b'%' || (b == b'.' && prev == b'/') {
+            return false;
+        }
+        prev = b;
+    }
+    true
 }
 
 /// Appends `segment` to `out`, decoding unreserved escapes and upper-casing the others.
@@ -183,6 +214,13 @@ mod tests {
         assert_eq!(norm(b"/./../x"), Err(PathError::AboveRoot));
         assert_eq!(norm(b"/%2e%2e/x"), Err(PathError::AboveRoot));
         assert_eq!(norm(b"/a/.%2E/%2e./x"), Err(PathError::AboveRoot));
+    }
+
+    #[test]
+    fn bad_escape_wins_over_climbing_above_root() {
+        // Decoding is the first step, so its error is reported even when `..` comes first.
+        assert_eq!(norm(b"/../%zz"), Err(PathError::BadPercentEncoding));
+        assert_eq!(norm(b"/a/../../b%"), Err(PathError::BadPercentEncoding));
     }
 
     #[test]

@@ -21,11 +21,11 @@
 //! - `tier.rs`: per-host path tables and the probing order
 //! - `guard.rs`: method and header conditions
 //! - `rewrite.rs`: `strip_prefix` / `rewrite_prefix` of the forwarded path
-//! - `hash.rs`: the lookup tables' hasher
+//! - `lengths.rs`: the key lengths a lookup table holds, to skip probes that cannot hit
 
 mod guard;
-mod hash;
 mod host;
+mod lengths;
 mod rewrite;
 mod rule;
 mod tier;
@@ -37,11 +37,12 @@ mod no_alloc_tests;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::fmt;
 
 use guard::Guard;
-use hash::FastMap;
 use host::{HostPattern, MAX_HOST_LEN};
+use lengths::LengthSet;
 pub use rewrite::rewrite_prefix;
 use tier::{PathKey, Span, Tier, TierBuilder};
 
@@ -107,11 +108,11 @@ pub trait HeaderLookup {
 /// The compiled routing table of one config snapshot.
 #[derive(Debug, Default)]
 pub struct Router {
-    exact_hosts: FastMap<Box<[u8]>, Tier>,
+    exact_hosts: HashMap<Box<[u8]>, Tier>,
+    exact_host_lengths: LengthSet,
     /// Keyed by the suffix after `*.`.
-    wildcard_hosts: FastMap<Box<[u8]>, Tier>,
-    /// No wildcard suffix is longer, so longer suffixes of the request host need no probe.
-    longest_wildcard: usize,
+    wildcard_hosts: HashMap<Box<[u8]>, Tier>,
+    wildcard_lengths: LengthSet,
     any_host: Tier,
     /// Route indices, in runs that the tiers' spans point into.
     candidates: Vec<usize>,
@@ -123,8 +124,8 @@ impl Router {
     /// Compiles `rules` (in config order). Reports every invalid field of every rule.
     pub fn build(rules: &[RouteRule]) -> Result<Router, Vec<RuleError>> {
         let mut errors = Vec::new();
-        let mut exact_hosts: FastMap<Box<[u8]>, TierBuilder> = FastMap::default();
-        let mut wildcard_hosts: FastMap<Box<[u8]>, TierBuilder> = FastMap::default();
+        let mut exact_hosts: HashMap<Box<[u8]>, TierBuilder> = HashMap::new();
+        let mut wildcard_hosts: HashMap<Box<[u8]>, TierBuilder> = HashMap::new();
         let mut any_host = TierBuilder::default();
         let mut guards = Vec::with_capacity(rules.len());
 
@@ -153,7 +154,7 @@ impl Router {
         }
 
         let mut candidates = Vec::new();
-        let mut finish = |tiers: FastMap<Box<[u8]>, TierBuilder>| -> FastMap<Box<[u8]>, Tier> {
+        let mut finish = |tiers: HashMap<Box<[u8]>, TierBuilder>| -> HashMap<Box<[u8]>, Tier> {
             tiers
                 .into_iter()
                 .map(|(name, tier)| (name, tier.finish(&mut candidates)))
@@ -161,13 +162,18 @@ impl Router {
         };
         let exact_hosts = finish(exact_hosts);
         let wildcard_hosts = finish(wildcard_hosts);
-        let longest_wildcard = wildcard_hosts.keys().map(|k| k.len()).max().unwrap_or(0);
+        let lengths = |tiers: &HashMap<Box<[u8]>, Tier>| {
+            let mut set = LengthSet::default();
+            tiers.keys().for_each(|key| set.insert(key.len()));
+            set
+        };
         let any_host = any_host.finish(&mut candidates);
         candidates.shrink_to_fit();
         Ok(Router {
+            exact_host_lengths: lengths(&exact_hosts),
             exact_hosts,
+            wildcard_lengths: lengths(&wildcard_hosts),
             wildcard_hosts,
-            longest_wildcard,
             any_host,
             candidates,
             guards,
@@ -186,7 +192,7 @@ impl Router {
         };
         let mut buf = [0u8; MAX_HOST_LEN];
         if let Some(name) = host::canonical(req.host, &mut buf) {
-            if !self.exact_hosts.is_empty() {
+            if self.exact_host_lengths.may_contain(name.len()) {
                 let found = self
                     .exact_hosts
                     .get(name)
@@ -197,7 +203,7 @@ impl Router {
             }
             if !self.wildcard_hosts.is_empty() {
                 for suffix in host::wildcard_suffixes(name) {
-                    if suffix.len() > self.longest_wildcard {
+                    if !self.wildcard_lengths.may_contain(suffix.len()) {
                         continue;
                     }
                     let found = self

@@ -1,7 +1,9 @@
 //! One host tier: the routes reachable under one exact host, one wildcard suffix, or any host,
 //! indexed by path so that a lookup costs a few hash probes whatever the number of routes.
 
-use super::hash::FastMap;
+use std::collections::HashMap;
+
+use super::lengths::LengthSet;
 
 /// Where a route sits in a tier, from its `path` / `path_prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +32,8 @@ impl Span {
 /// Collects a tier while the router is built.
 #[derive(Debug, Default)]
 pub(crate) struct TierBuilder {
-    exact: FastMap<Box<[u8]>, Vec<usize>>,
-    prefixes: FastMap<Box<[u8]>, Vec<usize>>,
+    exact: HashMap<Box<[u8]>, Vec<usize>>,
+    prefixes: HashMap<Box<[u8]>, Vec<usize>>,
     root: Vec<usize>,
 }
 
@@ -59,31 +61,35 @@ impl TierBuilder {
                 end: candidates.len(),
             }
         };
-        let longest_prefix = self.prefixes.keys().map(|k| k.len()).max().unwrap_or(0);
-        let exact = self
-            .exact
-            .into_iter()
-            .map(|(k, v)| (k, freeze(v)))
-            .collect();
-        let prefixes = self
-            .prefixes
-            .into_iter()
-            .map(|(k, v)| (k, freeze(v)))
-            .collect();
-        Tier {
-            exact,
-            prefixes,
-            longest_prefix,
-            root: freeze(self.root),
+        let mut tier = Tier::default();
+        for (key, list) in self.exact {
+            tier.exact_lengths.insert(key.len());
+            tier.paths.entry(key).or_default().exact = freeze(list);
         }
+        for (key, list) in self.prefixes {
+            tier.prefix_lengths.insert(key.len());
+            tier.longest_prefix = tier.longest_prefix.max(key.len());
+            tier.paths.entry(key).or_default().prefix = freeze(list);
+        }
+        tier.root = freeze(self.root);
+        tier
     }
+}
+
+/// The routes stored under one path key. An exact path and a prefix that are the same bytes
+/// share an entry, so the full request path costs one probe for both.
+#[derive(Debug, Clone, Copy, Default)]
+struct PathSpans {
+    exact: Span,
+    prefix: Span,
 }
 
 /// A compiled tier. See [`Tier::first`] for the order in which it offers candidates.
 #[derive(Debug, Default)]
 pub(crate) struct Tier {
-    exact: FastMap<Box<[u8]>, Span>,
-    prefixes: FastMap<Box<[u8]>, Span>,
+    paths: HashMap<Box<[u8]>, PathSpans>,
+    exact_lengths: LengthSet,
+    prefix_lengths: LengthSet,
     /// No prefix key is longer, so longer boundaries of the request path need no probe.
     longest_prefix: usize,
     root: Span,
@@ -98,30 +104,30 @@ impl Tier {
         path: &[u8],
         mut admit: impl FnMut(Span) -> Option<usize>,
     ) -> Option<usize> {
-        if !self.exact.is_empty() {
-            if let Some(found) = self.exact.get(path).and_then(|&span| admit(span)) {
-                return Some(found);
-            }
-        }
-        if !self.prefixes.is_empty() {
-            // A boundary is the end of the path or a '/' in it: `/api/x` probes `/api/x`, `/api`.
-            let mut end = if path.len() <= self.longest_prefix {
-                Some(path.len())
-            } else {
-                last_slash(&path[..=self.longest_prefix])
-            };
-            while let Some(len) = end.filter(|&len| len > 0) {
-                let found = self
-                    .prefixes
-                    .get(&path[..len])
-                    .and_then(|&span| admit(span));
+        // Most keys carry only one of their two spans; an empty one is not worth a call.
+        let mut offer = |span: Span| (span.start != span.end).then(|| admit(span)).flatten();
+        let full = path.len();
+        if self.exact_lengths.may_contain(full) || self.prefix_lengths.may_contain(full) {
+            if let Some(spans) = self.paths.get(path) {
+                let found = offer(spans.exact).or_else(|| offer(spans.prefix));
                 if found.is_some() {
                     return found;
                 }
-                end = last_slash(&path[..len]);
             }
         }
-        admit(self.root)
+        // The other boundaries are the '/'s of the path: `/api/x` probes `/api`.
+        let searched = full.min(self.longest_prefix.saturating_add(1));
+        let mut boundary = last_slash(&path[..searched]);
+        while let Some(len) = boundary.filter(|&len| len > 0) {
+            if self.prefix_lengths.may_contain(len) {
+                let found = self.paths.get(&path[..len]).and_then(|s| offer(s.prefix));
+                if found.is_some() {
+                    return found;
+                }
+            }
+            boundary = last_slash(&path[..len]);
+        }
+        offer(self.root)
     }
 }
 
@@ -177,6 +183,13 @@ mod tests {
         assert_eq!(offered(&routes, b"/api/v1"), [3, 1, 4, 0, 6]);
         assert_eq!(offered(&routes, b"/api/"), [1, 4, 0, 6]);
         assert_eq!(offered(&routes, b"/apix"), [0, 6]);
+    }
+
+    #[test]
+    fn exact_path_and_prefix_with_the_same_bytes() {
+        let routes = [prefix("/api"), exact("/api"), PathKey::Root];
+        assert_eq!(offered(&routes, b"/api"), [1, 0, 2]);
+        assert_eq!(offered(&routes, b"/api/x"), [0, 2]);
     }
 
     #[test]
