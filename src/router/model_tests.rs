@@ -103,9 +103,10 @@ struct Request {
 }
 
 fn gen_request(rng: &mut Rng) -> Request {
-    let mut host = match rng.below(10) {
-        0 => String::new(),
-        1 => format!("x.{}", rng.pick(NAMES)),
+    let mut host = match rng.below(20) {
+        0 | 1 => String::new(),
+        2 => format!("{}.{}", "x".repeat(250), rng.pick(NAMES)),
+        3 | 4 => format!("x.{}", rng.pick(NAMES)),
         _ => rng.pick(NAMES).to_string(),
     };
     if rng.chance(20) {
@@ -130,10 +131,15 @@ fn gen_request(rng: &mut Rng) -> Request {
     }
 }
 
-/// The request's host as the contract describes it: no port, lowercase, no trailing dot.
+/// The request's host as the contract describes it: no port, lowercase, no trailing dot; a
+/// name over 255 bytes is no name.
 fn model_host(raw: &str) -> String {
     let name = raw.split(':').next().unwrap_or("");
-    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.len() > 255 {
+        return String::new();
+    }
+    name.to_ascii_lowercase()
 }
 
 /// Rank of a host pattern for `host`, lower is better: 0 exact, 1 + (MAX - suffix len)
