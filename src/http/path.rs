@@ -23,8 +23,17 @@ pub enum PathError {
 /// and a trailing slash are kept, since upstreams may give them meaning.
 ///
 /// `out` never grows past `raw.len()`, so a buffer reused across requests allocates only once.
+/// On error `out` is left empty, so no half-normalised path can be forwarded by mistake.
 pub fn normalize(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
     out.clear();
+    let result = normalize_into(raw, out);
+    if result.is_err() {
+        out.clear();
+    }
+    result
+}
+
+fn normalize_into(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
     let rest = match raw.split_first() {
         Some((b'/', rest)) => rest,
         _ => return Err(PathError::NotAbsolute),
@@ -290,6 +299,10 @@ mod tests {
         assert_eq!(out, b"/x");
         normalize(b"nope", &mut out).unwrap_err();
         assert!(out.is_empty());
+        for bad in [&b"/a/b/../../../x"[..], b"/a/b/%zz"] {
+            normalize(bad, &mut out).unwrap_err();
+            assert!(out.is_empty(), "{bad:?}");
+        }
         for raw in [&b"/a/b/."[..], b"/a/..", b"/.", b"/%41/./", b"/a/b/../"] {
             normalize(raw, &mut out).unwrap();
             assert!(out.len() <= raw.len(), "{raw:?}");
