@@ -165,6 +165,7 @@ pub async fn proxy(
             &mut s.response,
             snap,
             s.head.method,
+            s.head.version,
             upstream.read_timeout,
             limits.send_timeout,
         )
@@ -321,6 +322,7 @@ async fn read_response_head(
     resp: &mut ResponseHead,
     snap: &Snapshot,
     method: Method,
+    client_version: Version,
     read_timeout: Duration,
     send_timeout: Duration,
 ) -> Result<(), HeadError> {
@@ -335,7 +337,8 @@ async fn read_response_head(
         ) {
             Ok(true) if !resp.is_interim() => return Ok(()),
             Ok(true) => {
-                if resp.status == 103 {
+                // RFC 9110 §15.2: never a 1xx to an HTTP/1.0 client.
+                if resp.status == 103 && client_version == Version::Http11 {
                     let mut hints = Vec::with_capacity(resp.len + 64);
                     let no_id = [];
                     head::client_response(
