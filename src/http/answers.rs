@@ -62,6 +62,8 @@ pub struct Answer<'a> {
     /// Whether to write the body (false for HEAD).
     pub send_body: bool,
     pub close: bool,
+    /// An HTTP/1.0 client closes unless told `Connection: keep-alive`.
+    pub http10: bool,
     pub request_id: Option<&'a [u8]>,
     pub extra: &'a [(&'a [u8], &'a [u8])],
 }
@@ -89,6 +91,8 @@ impl Answer<'_> {
         }
         if self.close {
             field(out, b"Connection", b"close");
+        } else if self.http10 {
+            field(out, b"Connection", b"keep-alive");
         }
         out.extend_from_slice(b"\r\n");
         if self.send_body && !matches!(self.status, 204 | 304) {
@@ -104,22 +108,31 @@ pub fn write_error(
     status: u16,
     date: &[u8],
     close: bool,
-    request_id: Option<&[u8]>,
+    http10: bool,
     send_body: bool,
 ) {
     let mut body = [0u8; 64];
     let text = error_body(status, &mut body);
+    // RFC 9110 §15.5.6: a 405 says what is allowed. The only method refused outright is CONNECT.
+    let extra: &[(&[u8], &[u8])] = if status == 405 {
+        &[(b"Allow", ALLOWED_METHODS)]
+    } else {
+        &[]
+    };
     Answer {
         status,
         content_type: b"text/plain",
         body: text,
         send_body,
         close,
-        request_id,
-        extra: &[],
+        http10,
+        request_id: None,
+        extra,
     }
     .write(out, date);
 }
+
+const ALLOWED_METHODS: &[u8] = b"GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE";
 
 fn error_body(status: u16, scratch: &mut [u8; 64]) -> &[u8] {
     let mut n = 0;
@@ -155,7 +168,7 @@ mod tests {
             431,
             b"Sun, 06 Nov 1994 08:49:37 GMT",
             true,
-            None,
+            false,
             true,
         );
         let text = String::from_utf8(out).unwrap();

@@ -315,23 +315,27 @@ fn classify(e: httparse::Error, buf: &[u8], limits: &HeadLimits) -> ParseError {
     match e {
         httparse::Error::TooManyHeaders => ParseError::TooManyHeaders,
         httparse::Error::Version => {
-            // "HTTP/2.0", "HTTP/3.0", the h2 preface: a version we don't speak (505).
-            // Anything not shaped like a version at all is just a bad request.
-            let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-            let line = headers::trim(
-                buf[..line_end]
-                    .strip_suffix(b"\r")
-                    .unwrap_or(&buf[..line_end]),
-            );
-            let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-            match version {
-                [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-                    if major.is_ascii_digit() && minor.is_ascii_digit() =>
-                {
-                    ParseError::VersionNotSupported
-                }
-                [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => {
-                    ParseError::VersionNotSupported
+            // "HTTP/2.0", "HTTP/3.0", the h2 preface: a version we don't speak (505). A line
+            // that is not `method SP target SP version` at all is just a bad request.
+            let start = buf
+                .iter()
+                .position(|&b| b != b'\r' && b != b'\n')
+                .unwrap_or(buf.len());
+            let line = &buf[start..];
+            let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+            let line = line[..end].strip_suffix(b"\r").unwrap_or(&line[..end]);
+            let mut parts = line.split(|&b| b == b' ');
+            let shaped = (parts.next(), parts.next(), parts.next(), parts.next());
+            match shaped {
+                (Some(m), Some(t), Some(version), None) if !m.is_empty() && !t.is_empty() => {
+                    match version {
+                        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+                            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+                        {
+                            ParseError::VersionNotSupported
+                        }
+                        _ => ParseError::Malformed,
+                    }
                 }
                 _ => ParseError::Malformed,
             }
@@ -487,6 +491,8 @@ mod tests {
             (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", VersionNotSupported),
             (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", VersionNotSupported),
             (b"GET / FOO/1.1\r\nHost: a\r\n\r\n", Malformed),
+            (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", Malformed),
+            (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", Malformed),
             (
                 b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
                 MethodNotAllowed,

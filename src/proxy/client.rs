@@ -18,7 +18,7 @@ use super::{forward, Scratch};
 use crate::config::Action;
 use crate::http::answers::{self, Answer};
 use crate::http::headers::{self, Field, Kind};
-use crate::http::request::{check_partial, BodyFraming, Method};
+use crate::http::request::{check_partial, BodyFraming, Method, Version};
 use crate::http::{path, ParseError};
 use crate::router::{HeaderLookup, RouteRequest};
 use crate::shard::Shard;
@@ -89,9 +89,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, _slot:
             } else {
                 limits.keepalive_timeout
             };
-            // Relaxed readiness may be a false positive on epoll; the read that follows then
-            // simply waits, holding a buffer a little early.
-            match monoio::time::timeout(idle, conn.stream.readable(true)).await {
+            // Strict readiness: epoll's relaxed flag is still set from the last read, which
+            // would take a buffer early and skip the keep-alive timeout.
+            match monoio::time::timeout(idle, conn.stream.readable(false)).await {
                 Ok(Ok(())) => {}
                 _ => break,
             }
@@ -235,6 +235,7 @@ async fn direct(
         body,
         send_body: s.head.method != Method::Head,
         close: !keep_alive,
+        http10: s.head.version == Version::Http10,
         request_id: None,
         extra: &[],
     }
@@ -291,7 +292,7 @@ async fn refuse(
 ) -> Outcome {
     let date = shard.date.now();
     s.out.clear();
-    answers::write_error(&mut s.out, status, &date, true, None, true);
+    answers::write_error(&mut s.out, status, &date, true, false, true);
     let _ = write_all(
         &mut conn.stream,
         &mut s.out,
@@ -317,7 +318,7 @@ pub async fn answer_error(
         status,
         &date,
         !keep_alive,
-        None,
+        s.head.version == Version::Http10,
         s.head.method != Method::Head,
     );
     let send_timeout = shard.snapshot().config.server.limits.send_timeout;
