@@ -84,7 +84,10 @@ fn check_rejects_unknown_keys() {
     let out = check(&bad);
     let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(stderr.contains("wokrers"), "error should name the key: {stderr}");
+    assert!(
+        stderr.contains("wokrers"),
+        "error should name the key: {stderr}"
+    );
 }
 
 #[test]
@@ -96,7 +99,10 @@ fn check_rejects_a_bad_duration() {
     let out = check(&bad);
     let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(stderr.contains("read_timeout"), "error should name the key: {stderr}");
+    assert!(
+        stderr.contains("read_timeout"),
+        "error should name the key: {stderr}"
+    );
 }
 
 #[test]
@@ -106,7 +112,10 @@ fn starting_on_an_invalid_config_exits_1() {
     let out = run_cli(&["-c", file.path().to_str().unwrap()]);
     let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(stderr.contains("no upstream named \"users\""), "stderr: {stderr}");
+    assert!(
+        stderr.contains("no upstream named \"users\""),
+        "stderr: {stderr}"
+    );
 }
 
 #[test]
@@ -124,13 +133,19 @@ fn version_prints_the_package_version() {
     let out = run_cli(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(env!("CARGO_PKG_VERSION")), "--version said {text:?}");
+    assert!(
+        text.contains(env!("CARGO_PKG_VERSION")),
+        "--version said {text:?}"
+    );
 }
 
 #[test]
 fn shipped_config_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
-    assert!(std::path::Path::new(path).exists(), "{path} is not shipped yet");
+    assert!(
+        std::path::Path::new(path).exists(),
+        "{path} is not shipped yet"
+    );
     let out = run_cli(&["-c", path, "--check"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr_of(&out));
 }
@@ -138,13 +153,10 @@ fn shipped_config_is_valid() {
 #[test]
 fn listening_line_reports_every_real_port_once() {
     for_each_driver(|driver| {
-        let config = Conf::new(driver)
-            .direct("hello", "", "hi")
-            .build()
-            .replace(
-                "listen = [\"127.0.0.1:0\"]",
-                "listen = [\"127.0.0.1:0\", \"127.0.0.1:0\"]",
-            );
+        let config = Conf::new(driver).direct("hello", "", "hi").build().replace(
+            "listen = [\"127.0.0.1:0\"]",
+            "listen = [\"127.0.0.1:0\", \"127.0.0.1:0\"]",
+        );
         let gw = Gateway::start(&config);
         assert_eq!(gw.addrs().len(), 2, "stderr:\n{}", gw.stderr());
         assert_ne!(gw.addrs()[0], gw.addrs()[1]);
@@ -164,7 +176,10 @@ fn listening_line_reports_every_real_port_once() {
 #[test]
 fn every_shard_serves_the_same_port() {
     for_each_driver(|driver| {
-        let gw = Conf::new(driver).workers(2).direct("hello", "", "hi").start();
+        let gw = Conf::new(driver)
+            .workers(2)
+            .direct("hello", "", "hi")
+            .start();
         // Enough connections that SO_REUSEPORT spreads them over both shards.
         for _ in 0..16 {
             assert_eq!(Client::connect(gw.addr()).get("/").body_str(), "hi");
@@ -183,7 +198,11 @@ fn log_names_the_driver_in_use() {
 #[test]
 fn auto_driver_starts() {
     let gw = Conf::new("auto").direct("hello", "", "hi").start();
-    let used = if gw.stderr().contains("io_uring") { "io_uring" } else { "epoll" };
+    let used = if gw.stderr().contains("io_uring") {
+        "io_uring"
+    } else {
+        "epoll"
+    };
     gw.wait_for_log(used);
     assert_eq!(Client::connect(gw.addr()).get("/").body_str(), "hi");
 }

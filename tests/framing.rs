@@ -146,7 +146,13 @@ fn obs_fold_is_400() {
 fn whitespace_before_colon_is_400() {
     for_each_driver(|driver| {
         let (gw, origin) = setup(driver);
-        assert_rejected(&gw, &origin, b"GET / HTTP/1.1\r\nHost : test\r\n\r\n", &[400], false);
+        assert_rejected(
+            &gw,
+            &origin,
+            b"GET / HTTP/1.1\r\nHost : test\r\n\r\n",
+            &[400],
+            false,
+        );
         assert_rejected(
             &gw,
             &origin,
@@ -194,7 +200,13 @@ fn malformed_request_line_is_400() {
 fn http11_without_host_or_with_two_is_400() {
     for_each_driver(|driver| {
         let (gw, origin) = setup(driver);
-        assert_rejected(&gw, &origin, b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", &[400], false);
+        assert_rejected(
+            &gw,
+            &origin,
+            b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",
+            &[400],
+            false,
+        );
         assert_rejected(
             &gw,
             &origin,
@@ -225,7 +237,13 @@ fn unsupported_http_versions_are_505() {
 fn http2_prior_knowledge_preface_is_505() {
     for_each_driver(|driver| {
         let (gw, origin) = setup(driver);
-        assert_rejected(&gw, &origin, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &[505], false);
+        assert_rejected(
+            &gw,
+            &origin,
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            &[505],
+            false,
+        );
     });
 }
 
@@ -247,7 +265,11 @@ fn connect_is_405() {
 fn invalid_chunk_size_is_400_and_close() {
     for_each_driver(|driver| {
         let (gw, origin) = setup(driver);
-        for body in [&b"zz\r\nhello\r\n0\r\n\r\n"[..], b"-5\r\nhello\r\n0\r\n\r\n", b"5\r\nhelloXX0\r\n\r\n"] {
+        for body in [
+            &b"zz\r\nhello\r\n0\r\n\r\n"[..],
+            b"-5\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhelloXX0\r\n\r\n",
+        ] {
             let mut request =
                 b"POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
             request.extend_from_slice(body);
@@ -266,7 +288,10 @@ fn chunk_extensions_and_trailers_are_accepted() {
               5;name=value\r\nhello\r\n6 ; quoted=\"a b\"\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
         );
         let resp = client.read_response();
-        assert_eq!((resp.status, resp.body_str().as_str()), (200, "hello world"));
+        assert_eq!(
+            (resp.status, resp.body_str().as_str()),
+            (200, "hello world")
+        );
         assert_eq!(origin.recv().body, b"hello world");
         // The connection is still in sync for the next request.
         assert_eq!(client.get("/next").status, 200);
@@ -330,7 +355,9 @@ fn a_malformed_request_does_not_disturb_other_connections() {
             bad.send(garbage);
             let answer = bad.read_to_eof();
             assert!(
-                answer.is_empty() || answer.starts_with(b"HTTP/1.1 4") || answer.starts_with(b"HTTP/1.1 5"),
+                answer.is_empty()
+                    || answer.starts_with(b"HTTP/1.1 4")
+                    || answer.starts_with(b"HTTP/1.1 5"),
                 "garbage answered with {:?}",
                 String::from_utf8_lossy(&answer)
             );

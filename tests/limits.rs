@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 fn proxy(driver: &str, limits: &[&str]) -> (Gateway, Origin) {
     let origin = Origin::start(|req| Reply::ok(format!("{} {}", req.target, req.body.len())));
-    let mut conf = Conf::new(driver).upstream("o", &[origin.addr()]).proxy_all("o");
+    let mut conf = Conf::new(driver)
+        .upstream("o", &[origin.addr()])
+        .proxy_all("o");
     for line in limits {
         conf = conf.limit(line);
     }
@@ -31,12 +33,18 @@ fn request_line_over_max_uri_bytes_is_414() {
     for_each_driver(|driver| {
         let (gw, origin) = proxy(driver, &["max_uri_bytes = 1024"]);
         let short = format!("/{}", "a".repeat(400));
-        let (_, resp) = answer(&gw, format!("GET {short} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+        let (_, resp) = answer(
+            &gw,
+            format!("GET {short} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+        );
         assert_eq!(resp.status, 200);
         assert_eq!(origin.recv().target, short);
 
         let long = format!("/{}", "a".repeat(2048));
-        let (_, resp) = answer(&gw, format!("GET {long} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+        let (_, resp) = answer(
+            &gw,
+            format!("GET {long} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+        );
         assert_eq!(resp.status, 414);
         resp.assert_generated();
         origin.assert_no_request();
@@ -46,7 +54,10 @@ fn request_line_over_max_uri_bytes_is_414() {
 #[test]
 fn long_request_line_is_414_before_the_head_is_complete() {
     for_each_driver(|driver| {
-        let (gw, origin) = proxy(driver, &["max_uri_bytes = 1024", "header_read_timeout = \"30s\""]);
+        let (gw, origin) = proxy(
+            driver,
+            &["max_uri_bytes = 1024", "header_read_timeout = \"30s\""],
+        );
         let mut client = Client::connect(gw.addr());
         // No CRLF at all: only early detection can answer this.
         client.send(format!("GET /{}", "a".repeat(4096)).as_bytes());
@@ -86,7 +97,10 @@ fn head_over_max_header_bytes_is_431() {
     for_each_driver(|driver| {
         let (gw, origin) = proxy(driver, &["max_header_bytes = 2048"]);
         let request = |value_len: usize| {
-            format!("GET /b HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\n\r\n", "v".repeat(value_len))
+            format!(
+                "GET /b HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\n\r\n",
+                "v".repeat(value_len)
+            )
         };
         let (_, resp) = answer(&gw, request(500).as_bytes());
         assert_eq!(resp.status, 200);
@@ -113,14 +127,20 @@ fn content_length_over_max_body_bytes_is_413_at_once() {
         let (gw, origin) = proxy(driver, &["max_body_bytes = 1000"]);
         let (_, resp) = answer(
             &gw,
-            format!("POST /at HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n{}", "x".repeat(1000))
-                .as_bytes(),
+            format!(
+                "POST /at HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n{}",
+                "x".repeat(1000)
+            )
+            .as_bytes(),
         );
         assert_eq!((resp.status, resp.body_str().as_str()), (200, "/at 1000"));
         assert_eq!(origin.recv().body.len(), 1000);
 
         // Only the head is sent: the answer must not wait for the body.
-        let (_, resp) = answer(&gw, b"POST /over HTTP/1.1\r\nHost: test\r\nContent-Length: 1001\r\n\r\n");
+        let (_, resp) = answer(
+            &gw,
+            b"POST /over HTTP/1.1\r\nHost: test\r\nContent-Length: 1001\r\n\r\n",
+        );
         assert_eq!(resp.status, 413);
         resp.assert_generated();
         origin.assert_no_request();
@@ -233,7 +253,11 @@ fn client_not_reading_is_cut_after_send_timeout() {
         // The stall the gateway has to notice: the client reads nothing.
         thread::sleep(Duration::from_millis(1500));
         let got = client.read_to_eof();
-        assert!(got.starts_with(b"HTTP/1.1 200 "), "{:?}", String::from_utf8_lossy(&got[..got.len().min(200)]));
+        assert!(
+            got.starts_with(b"HTTP/1.1 200 "),
+            "{:?}",
+            String::from_utf8_lossy(&got[..got.len().min(200)])
+        );
         assert!(
             got.len() < SIZE,
             "the whole {SIZE}-byte response arrived: the slow reader was never cut off"
@@ -246,7 +270,10 @@ fn idle_keepalive_connection_is_closed_after_keepalive_timeout() {
     for_each_driver(|driver| {
         let (gw, _origin) = proxy(
             driver,
-            &["keepalive_timeout = \"300ms\"", "header_read_timeout = \"30s\""],
+            &[
+                "keepalive_timeout = \"300ms\"",
+                "header_read_timeout = \"30s\"",
+            ],
         );
         let mut client = Client::connect(gw.addr());
         assert_eq!(client.get("/one").status, 200);

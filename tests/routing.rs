@@ -26,7 +26,11 @@ fn exact_host_beats_longer_wildcard_beats_shorter_wildcard_beats_any_host() {
             .direct("any", "path_prefix = \"/\"", "any")
             .direct("wild-short", "hosts = [\"*.example.org\"]", "wild-short")
             .direct("wild-long", "hosts = [\"*.b.example.org\"]", "wild-long")
-            .direct("exact", "hosts = [\"a.b.example.org\", \"other.example.net\"]", "exact")
+            .direct(
+                "exact",
+                "hosts = [\"a.b.example.org\", \"other.example.net\"]",
+                "exact",
+            )
             .start();
         for (host, route) in [
             ("a.b.example.org", "exact"),
@@ -95,14 +99,22 @@ fn host_rank_comes_before_path_rank() {
 fn method_and_header_mismatches_fall_through() {
     for_each_driver(|driver| {
         let gw = Conf::new(driver)
-            .direct("post-only", "path = \"/m\"\nmethods = [\"POST\"]", "post-only")
+            .direct(
+                "post-only",
+                "path = \"/m\"\nmethods = [\"POST\"]",
+                "post-only",
+            )
             .direct(
                 "canary",
                 "path_prefix = \"/m\"\nheaders = { \"x-canary\" = \"1\" }",
                 "canary",
             )
             .direct("m", "path_prefix = \"/m\"", "m")
-            .direct("exact-host-put", "hosts = [\"h.test\"]\nmethods = [\"PUT\"]", "exact-host-put")
+            .direct(
+                "exact-host-put",
+                "hosts = [\"h.test\"]\nmethods = [\"PUT\"]",
+                "exact-host-put",
+            )
             .start();
         let cases = [
             ("POST /m", "", "post-only"),
@@ -114,7 +126,8 @@ fn method_and_header_mismatches_fall_through() {
             ("DELETE /m/x", "", "m"),
         ];
         for (line, extra, route) in cases {
-            let (status, body) = body_of(&gw, "test", line, &format!("{extra}Content-Length: 0\r\n"));
+            let (status, body) =
+                body_of(&gw, "test", line, &format!("{extra}Content-Length: 0\r\n"));
             assert_eq!((status, body.as_str()), (200, route), "{line} {extra:?}");
         }
         // A host-exact candidate failing on method falls through to any host.
@@ -129,7 +142,11 @@ fn method_and_header_mismatches_fall_through() {
 fn nothing_left_is_404() {
     for_each_driver(|driver| {
         let gw = Conf::new(driver)
-            .direct("only", "path_prefix = \"/only\"\nmethods = [\"GET\"]", "only")
+            .direct(
+                "only",
+                "path_prefix = \"/only\"\nmethods = [\"GET\"]",
+                "only",
+            )
             .direct("host", "hosts = [\"h.test\"]", "host")
             .start();
         let mut client = Client::connect(gw.addr());
@@ -179,7 +196,15 @@ fn path_climbing_above_the_root_is_400() {
             .upstream("o", &[origin.addr()])
             .proxy_all("o")
             .start();
-        for path in ["/..", "/../etc/passwd", "/a/../..", "/a/../../b", "/%2e%2e/etc", "/a/%2E%2E/%2e%2E/x", "/./../x"] {
+        for path in [
+            "/..",
+            "/../etc/passwd",
+            "/a/../..",
+            "/a/../../b",
+            "/%2e%2e/etc",
+            "/a/%2E%2E/%2e%2E/x",
+            "/./../x",
+        ] {
             let mut client = Client::connect(gw.addr());
             let resp = client.get(path);
             assert_eq!(resp.status, 400, "GET {path}");
@@ -198,7 +223,10 @@ fn the_normalised_path_is_forwarded_with_the_query_untouched() {
             .proxy_all("o")
             .start();
         for (path, forwarded) in [
-            ("/api/./v1/../users%7E?q=%2e%2e/../x", "/api/users~?q=%2e%2e/../x"),
+            (
+                "/api/./v1/../users%7E?q=%2e%2e/../x",
+                "/api/users~?q=%2e%2e/../x",
+            ),
             ("/files/a%2Fb", "/files/a%2Fb"),
             ("/%41%42c", "/ABc"),
             ("/a/b/..", "/a/"),
@@ -218,8 +246,14 @@ fn strip_prefix_and_rewrite_prefix() {
         let origin = Origin::echo_target();
         let gw = Conf::new(driver)
             .upstream("o", &[origin.addr()])
-            .route("strip", "path_prefix = \"/api\"\nupstream = \"o\"\nstrip_prefix = true")
-            .route("rewrite", "path_prefix = \"/old\"\nupstream = \"o\"\nrewrite_prefix = \"/v2/\"")
+            .route(
+                "strip",
+                "path_prefix = \"/api\"\nupstream = \"o\"\nstrip_prefix = true",
+            )
+            .route(
+                "rewrite",
+                "path_prefix = \"/old\"\nupstream = \"o\"\nrewrite_prefix = \"/v2/\"",
+            )
             .route("plain", "path_prefix = \"/\"\nupstream = \"o\"")
             .start();
         for (path, forwarded) in [
@@ -235,7 +269,11 @@ fn strip_prefix_and_rewrite_prefix() {
         ] {
             let mut client = Client::connect(gw.addr());
             let resp = client.get(path);
-            assert_eq!((resp.status, resp.body_str().as_str()), (200, forwarded), "GET {path}");
+            assert_eq!(
+                (resp.status, resp.body_str().as_str()),
+                (200, forwarded),
+                "GET {path}"
+            );
             origin.recv();
         }
     });

@@ -66,7 +66,11 @@ struct Log {
 impl Log {
     /// Waits until `pick` finds something in the lines, or stderr closes,
     /// or the guard passes. Returns what `pick` found.
-    fn wait_for<T>(&self, guard: Duration, mut pick: impl FnMut(&[String]) -> Option<T>) -> Option<T> {
+    fn wait_for<T>(
+        &self,
+        guard: Duration,
+        mut pick: impl FnMut(&[String]) -> Option<T>,
+    ) -> Option<T> {
         let deadline = Instant::now() + guard;
         let mut state = self.state.lock().unwrap();
         loop {
@@ -187,9 +191,14 @@ impl Gateway {
     /// Waits (guarded) for a stderr line containing `needle` and returns it.
     pub fn wait_for_log(&self, needle: &str) -> String {
         self.log
-            .wait_for(START_GUARD, |lines| lines.iter().find(|l| l.contains(needle)).cloned())
+            .wait_for(START_GUARD, |lines| {
+                lines.iter().find(|l| l.contains(needle)).cloned()
+            })
             .unwrap_or_else(|| {
-                panic!("no log line containing {needle:?}; stderr:\n{}", self.stderr())
+                panic!(
+                    "no log line containing {needle:?}; stderr:\n{}",
+                    self.stderr()
+                )
             })
     }
 
@@ -254,7 +263,10 @@ pub fn run_cli(args: &[&str]) -> Output {
         Ok(out) => out.unwrap(),
         Err(_) => {
             signal(pid, libc::SIGKILL);
-            panic!("`shardgate {}` did not exit within {EXIT_GUARD:?}", args.join(" "))
+            panic!(
+                "`shardgate {}` did not exit within {EXIT_GUARD:?}",
+                args.join(" ")
+            )
         }
     }
 }

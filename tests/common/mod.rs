@@ -24,5 +24,8 @@ use std::net::{SocketAddr, TcpListener};
 
 /// An address nothing listens on (bound, then released).
 pub fn dead_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }

@@ -5,7 +5,7 @@
 //! that misbehave on purpose. Every request read either way is also sent to
 //! a channel, so a test can assert what the upstream saw.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -157,7 +157,9 @@ impl Reply {
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
         match self.framing {
-            Framing::ContentLength if !explicit_length && self.status != 204 && self.status != 304 => {
+            Framing::ContentLength
+                if !explicit_length && self.status != 204 && self.status != 304 =>
+            {
                 out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes())
             }
             Framing::Chunked(_) if !bodiless => {
@@ -194,6 +196,7 @@ pub struct RawConn {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     requests: Sender<Request>,
+    stop: Arc<AtomicBool>,
     /// 0 for the first connection the origin accepted, 1 for the next...
     pub index: usize,
 }
@@ -215,7 +218,10 @@ impl RawConn {
 
     /// Writes bytes, ignoring a gateway that already went away.
     pub fn write(&mut self, bytes: &[u8]) -> bool {
-        self.writer.write_all(bytes).and_then(|_| self.writer.flush()).is_ok()
+        self.writer
+            .write_all(bytes)
+            .and_then(|_| self.writer.flush())
+            .is_ok()
     }
 
     pub fn reply(&mut self, req: &Request, reply: &Reply) -> bool {
@@ -225,6 +231,35 @@ impl RawConn {
     /// Closes the connection at once (FIN; unread data makes it a reset).
     pub fn close(self) {
         let _ = self.writer.shutdown(Shutdown::Both);
+    }
+
+    /// Aborts the connection with a reset (SO_LINGER 0).
+    pub fn reset(self) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: valid socket fd and a correctly sized linger option.
+        unsafe {
+            libc::setsockopt(
+                self.writer.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+        drop(self);
+    }
+
+    /// Holds the connection open without reading from it, until the test is
+    /// over (the origin is dropped) or a long guard passes.
+    pub fn stall(self) {
+        let until = std::time::Instant::now() + CLOSE_GUARD;
+        while !self.stop.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stalls: keeps the connection open, discarding anything received,
@@ -249,7 +284,10 @@ impl Origin {
         Origin::raw(move |mut conn| {
             while let Some(req) = conn.read_request() {
                 let reply = handler(&req);
-                if !conn.reply(&req, &reply) || req.wants_close() || reply.framing == Framing::Close {
+                let closes = req.wants_close()
+                    || reply.framing == Framing::Close
+                    || wire::has_token(&reply.headers, "connection", "close");
+                if !conn.reply(&req, &reply) || closes {
                     break;
                 }
             }
@@ -296,6 +334,7 @@ impl Origin {
                         writer: stream.try_clone().unwrap(),
                         reader: BufReader::new(stream),
                         requests: tx.clone(),
+                        stop: stop.clone(),
                         index,
                     };
                     let script = script.clone();
@@ -325,7 +364,10 @@ impl Origin {
         match self.requests.lock().unwrap().recv_timeout(RECV_GUARD) {
             Ok(r) => r,
             Err(RecvTimeoutError::Timeout) => {
-                panic!("upstream {} saw no request within {RECV_GUARD:?}", self.addr)
+                panic!(
+                    "upstream {} saw no request within {RECV_GUARD:?}",
+                    self.addr
+                )
             }
             Err(RecvTimeoutError::Disconnected) => unreachable!("origin accept loop ended"),
         }
@@ -389,11 +431,4 @@ pub fn read_request<R: io::BufRead>(r: &mut R, conn: usize) -> io::Result<Option
         req.framing = BodyFraming::Length;
     }
     Ok(Some(req))
-}
-
-/// Sinks everything a reader sends until EOF; used by scripts that must
-/// keep a socket open without answering.
-pub fn drain(mut r: impl Read) {
-    let mut buf = [0u8; 8192];
-    while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
 }

@@ -9,6 +9,9 @@ use std::io::{self, BufRead, Read};
 /// eating memory.
 const MAX_LINE: usize = 1 << 20;
 
+/// Header fields (name, value) in wire order.
+pub type Fields = Vec<(String, String)>;
+
 /// A parsed start line plus header fields, in wire order.
 #[derive(Clone, Debug, Default)]
 pub struct Head {
@@ -29,7 +32,10 @@ fn read_line<R: BufRead>(r: &mut R, raw: &mut Vec<u8>) -> io::Result<Option<Stri
     if line.last() != Some(&b'\n') {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
-            format!("EOF inside a head line: {:?}", String::from_utf8_lossy(&line)),
+            format!(
+                "EOF inside a head line: {:?}",
+                String::from_utf8_lossy(&line)
+            ),
         ));
     }
     line.pop();
@@ -55,7 +61,10 @@ pub fn read_head<R: BufRead>(r: &mut R) -> io::Result<Option<Head>> {
             break;
         }
         let (name, value) = line.split_once(':').ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("header without colon: {line:?}"))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("header without colon: {line:?}"),
+            )
         })?;
         headers.push((name.to_string(), value.trim().to_string()));
     }
@@ -97,7 +106,10 @@ pub fn content_length(headers: &[(String, String)]) -> io::Result<Option<usize>>
     match values(headers, "content-length").first() {
         None => Ok(None),
         Some(v) => v.trim().parse().map(Some).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("bad Content-Length {v:?}"))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad Content-Length {v:?}"),
+            )
         }),
     }
 }
@@ -110,7 +122,7 @@ pub fn read_exact_vec<R: Read>(r: &mut R, len: usize) -> io::Result<Vec<u8>> {
 
 /// Decodes a chunked body (RFC 9112 §7.1), ignoring chunk extensions.
 /// Returns the payload and the trailer fields.
-pub fn read_chunked<R: BufRead>(r: &mut R) -> io::Result<(Vec<u8>, Vec<(String, String)>)> {
+pub fn read_chunked<R: BufRead>(r: &mut R) -> io::Result<(Vec<u8>, Fields)> {
     let mut body = Vec::new();
     let mut scratch = Vec::new();
     loop {
@@ -118,7 +130,10 @@ pub fn read_chunked<R: BufRead>(r: &mut R) -> io::Result<(Vec<u8>, Vec<(String, 
             .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "EOF before a chunk"))?;
         let size_text = line.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_text, 16).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size line {line:?}"))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad chunk size line {line:?}"),
+            )
         })?;
         if size == 0 {
             break;
@@ -129,7 +144,10 @@ pub fn read_chunked<R: BufRead>(r: &mut R) -> io::Result<(Vec<u8>, Vec<(String, 
         let mut crlf = [0u8; 2];
         r.read_exact(&mut crlf)?;
         if &crlf != b"\r\n" {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "chunk not followed by CRLF"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "chunk not followed by CRLF",
+            ));
         }
     }
     let mut trailers = Vec::new();
@@ -164,12 +182,17 @@ pub fn read_until_eof<R: Read>(r: &mut R, out: &mut Vec<u8>) -> io::Result<()> {
 pub fn is_reset(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
     )
 }
 
 pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// Encodes `body` as chunks of at most `size` bytes, with the last chunk.
