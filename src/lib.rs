@@ -1,4 +1,40 @@
 //! Shardgate: a shard-per-core HTTP/1.1 API gateway and edge reverse proxy.
 //!
 //! # Layout
-//! (filled in as the data path lands)
+//!
+//! One request, from accept to response, and the file for each step:
+//!
+//! ```text
+//! main.rs                  CLI: load config, bind, start shards, print `listening`
+//! config/                  file.rs (raw TOML) → validate.rs (typed Config, key-path errors)
+//! snapshot.rs              everything a shard reads, built per (re)load, swapped via arc-swap
+//! shared.rs                the ArcSwap and process-wide counters shards share
+//! shard/                   one pinned thread + monoio runtime per CPU
+//!   listener.rs              SO_REUSEPORT sockets, one per shard per address
+//!   accept.rs                accept loop, max_connections, EMFILE back-off
+//! proxy/                   one client connection
+//!   client.rs                idle wait → read head → route → direct answer / forward; errors
+//!   body.rs                  where the request body ends (Content-Length / chunked), limits
+//!   forward.rs               pick target → pooled or new connection → send → relay response
+//!   head.rs                  heads as they cross: hop-by-hop out, X-Forwarded-*, Via, ids
+//!   io.rs                    reads and writes with deadlines over monoio's owned buffers
+//! http/                    the wire format
+//!   request.rs, response.rs  head parsing (httparse) and RFC 9112 framing rules
+//!   chunked.rs               chunked transfer coding
+//!   path.rs                  path normalisation (dot-segments, percent-decoding)
+//!   answers.rs               responses the gateway writes itself
+//! router/                  host + path + method + header matching, compiled per snapshot
+//! balancer/                choosing a target: round_robin.rs
+//! upstream/                dialing targets; pool.rs keeps each shard's idle connections
+//! ```
+
+pub mod balancer;
+pub mod config;
+pub mod http;
+pub mod log;
+pub mod proxy;
+pub mod router;
+pub mod shard;
+pub mod shared;
+pub mod snapshot;
+pub mod upstream;

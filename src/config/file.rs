@@ -1,0 +1,159 @@
+//! The config file as written: raw `serde` structs, one per TOML table.
+//!
+//! Every struct denies unknown keys so a typo is an error, not a silently ignored setting.
+//! Defaults live here, next to the key they belong to, and are repeated in `config.toml`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub server: ServerFile,
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamFile>,
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub workers: usize,
+    #[serde(default = "default_driver")]
+    pub driver: String,
+    #[serde(default = "default_true")]
+    pub via: bool,
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsFile {
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub max_uri_bytes: usize,
+    pub max_body_bytes: u64,
+    pub header_read_timeout: String,
+    pub body_read_timeout: String,
+    pub send_timeout: String,
+    pub keepalive_timeout: String,
+    pub max_connections: usize,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        LimitsFile {
+            max_headers: 100,
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout: "10s".into(),
+            body_read_timeout: "30s".into(),
+            send_timeout: "30s".into(),
+            keepalive_timeout: "60s".into(),
+            max_connections: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    pub name: String,
+    #[serde(default = "default_balancer")]
+    pub balancer: String,
+    pub targets: Vec<TargetFile>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    #[serde(default = "default_io_timeout")]
+    pub read_timeout: String,
+    #[serde(default = "default_io_timeout")]
+    pub write_timeout: String,
+    #[serde(default = "default_host_header")]
+    pub host_header: String,
+    #[serde(default)]
+    pub pool: PoolFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetFile {
+    pub addr: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolFile {
+    pub max_idle_per_target: usize,
+    pub idle_timeout: String,
+}
+
+impl Default for PoolFile {
+    fn default() -> Self {
+        PoolFile {
+            max_idle_per_target: 64,
+            idle_timeout: "60s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub path: Option<String>,
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub upstream: Option<String>,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    pub rewrite_prefix: Option<String>,
+    pub direct: Option<DirectFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectFile {
+    pub status: u16,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+}
+
+fn default_driver() -> String {
+    "auto".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_balancer() -> String {
+    "round_robin".into()
+}
+fn default_connect_timeout() -> String {
+    "1s".into()
+}
+fn default_io_timeout() -> String {
+    "30s".into()
+}
+fn default_host_header() -> String {
+    "preserve".into()
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_content_type() -> String {
+    "text/plain".into()
+}

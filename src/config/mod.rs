@@ -1,0 +1,169 @@
+//! Configuration: the TOML file ([`file`]) is validated into typed, resolved values
+//! ([`validate`]). Every problem is reported with its key path, all at once, like `nginx -t`.
+
+pub mod file;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::router::Router;
+
+pub use validate::{validate, MAX_HEADERS_CEILING};
+
+/// A config that parsed and validated: everything a snapshot is built from.
+#[derive(Debug)]
+pub struct Config {
+    pub server: Server,
+    pub upstreams: Vec<Upstream>,
+    pub routes: Vec<Route>,
+    pub router: Router,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: Vec<SocketAddr>,
+    /// 0 means one shard per CPU in the process's affinity set.
+    pub workers: usize,
+    pub driver: Driver,
+    pub via: bool,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// io_uring where the kernel allows it, epoll otherwise.
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub max_uri_bytes: usize,
+    pub max_body_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub send_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_connections: usize,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub balancer: Balancer,
+    pub targets: Vec<Target>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub host_header: HostHeader,
+    pub pool: Pool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balancer {
+    RoundRobin,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostHeader {
+    /// Forward the client's Host unchanged.
+    Preserve,
+    /// Use the target's `ip:port`.
+    Target,
+    Literal(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub max_idle_per_target: usize,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub action: Action,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Proxy {
+        /// Index into [`Config::upstreams`].
+        upstream: usize,
+        /// `(matched prefix, replacement)` applied to the path before forwarding.
+        rewrite: Option<(String, String)>,
+    },
+    Direct {
+        status: u16,
+        body: bytes::Bytes,
+        content_type: String,
+    },
+}
+
+/// Everything wrong with a config file, each entry `key.path: reason`.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub errors: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", self.file.display(), e)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, parses and validates the file. Blocking (file I/O and DNS for target names):
+    /// never call it from a shard.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let fail = |e: String| ConfigError {
+            file: path.to_path_buf(),
+            errors: vec![e],
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        Config::parse(&text).map_err(|errors| ConfigError {
+            file: path.to_path_buf(),
+            errors,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, Vec<String>> {
+        let de = toml::Deserializer::new(text);
+        let raw: file::File = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let mut msg = inner.message().trim().to_string();
+            if let Some(span) = inner.span() {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                msg = format!("{msg} (line {line})");
+            }
+            if key == "." || key.is_empty() {
+                vec![msg]
+            } else {
+                vec![format!("{key}: {msg}")]
+            }
+        })?;
+        validate(raw)
+    }
+}

@@ -1,0 +1,388 @@
+//! Raw file structs → typed [`Config`]. Collects every error with its key path instead of
+//! stopping at the first, so one `--check` run shows the operator the whole list.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use super::file::{File, LimitsFile, RouteFile, UpstreamFile};
+use super::{
+    Action, Balancer, Config, Driver, HostHeader, Limits, Pool, Route, Server, Target, Upstream,
+};
+use crate::router::{PathRule, RouteRule, Router};
+
+/// httparse needs a fixed header array; this bounds what `max_headers` may ask for.
+pub const MAX_HEADERS_CEILING: usize = 1024;
+
+struct Errors(Vec<String>);
+
+impl Errors {
+    fn push(&mut self, key: impl std::fmt::Display, reason: impl std::fmt::Display) {
+        self.0.push(format!("{key}: {reason}"));
+    }
+
+    fn duration(&mut self, key: &str, value: &str) -> Duration {
+        match humantime::parse_duration(value.trim()) {
+            Ok(d) if d.is_zero() => {
+                self.push(key, "must be greater than 0");
+                Duration::from_secs(1)
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.push(
+                    key,
+                    format_args!(
+                        "invalid duration {value:?} ({e}); use e.g. \"250ms\", \"30s\", \"5m\""
+                    ),
+                );
+                Duration::from_secs(1)
+            }
+        }
+    }
+}
+
+pub fn validate(raw: File) -> Result<Config, Vec<String>> {
+    let mut errs = Errors(Vec::new());
+    let server = server(&raw, &mut errs);
+    let upstreams: Vec<Upstream> = raw
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, u)| upstream(i, u, &mut errs))
+        .collect();
+
+    let mut by_name = HashMap::new();
+    for (i, u) in upstreams.iter().enumerate() {
+        if by_name.insert(u.name.as_str(), i).is_some() {
+            errs.push(
+                format_args!("upstreams[{i}].name"),
+                format_args!("duplicate upstream name {:?}", u.name),
+            );
+        }
+    }
+
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    let mut rules = Vec::with_capacity(raw.routes.len());
+    for (i, r) in raw.routes.iter().enumerate() {
+        let (route, rule) = route(i, r, &by_name, &mut errs);
+        routes.push(route);
+        rules.push(rule);
+    }
+    let mut names = HashMap::new();
+    for (i, r) in routes.iter().enumerate() {
+        if let Some(first) = names.insert(r.name.as_str(), i) {
+            errs.push(
+                format_args!("routes[{i}].name"),
+                format_args!("{:?} is already the name of routes[{first}]", r.name),
+            );
+        }
+    }
+
+    let router = match Router::build(&rules) {
+        Ok(r) => Some(r),
+        Err(rule_errors) => {
+            for e in rule_errors {
+                errs.push(format_args!("routes[{}].{}", e.route, e.field), e.reason);
+            }
+            None
+        }
+    };
+    match router {
+        Some(router) if errs.0.is_empty() => Ok(Config {
+            server,
+            upstreams,
+            routes,
+            router,
+        }),
+        _ => Err(errs.0),
+    }
+}
+
+fn server(raw: &File, errs: &mut Errors) -> Server {
+    let s = &raw.server;
+    if s.listen.is_empty() {
+        errs.push("server.listen", "at least one address is required");
+    }
+    let mut listen = Vec::with_capacity(s.listen.len());
+    for (i, a) in s.listen.iter().enumerate() {
+        match resolve(a) {
+            Ok(addrs) => {
+                for addr in addrs {
+                    if listen.contains(&addr) {
+                        errs.push(
+                            format_args!("server.listen[{i}]"),
+                            format_args!("{addr} is listed twice"),
+                        );
+                    } else {
+                        listen.push(addr);
+                    }
+                }
+            }
+            Err(e) => errs.push(format_args!("server.listen[{i}]"), e),
+        }
+    }
+    let driver = match s.driver.as_str() {
+        "auto" => Driver::Auto,
+        "io_uring" => Driver::IoUring,
+        "epoll" => Driver::Epoll,
+        other => {
+            errs.push(
+                "server.driver",
+                format_args!(
+                    "unknown driver {other:?}; expected \"auto\", \"io_uring\" or \"epoll\""
+                ),
+            );
+            Driver::Auto
+        }
+    };
+    Server {
+        listen,
+        workers: s.workers,
+        driver,
+        via: s.via,
+        limits: limits(&s.limits, errs),
+    }
+}
+
+fn limits(l: &LimitsFile, errs: &mut Errors) -> Limits {
+    if l.max_headers == 0 || l.max_headers > MAX_HEADERS_CEILING {
+        errs.push(
+            "server.limits.max_headers",
+            format_args!("must be between 1 and {MAX_HEADERS_CEILING}"),
+        );
+    }
+    if l.max_header_bytes < 256 {
+        errs.push("server.limits.max_header_bytes", "must be at least 256");
+    }
+    if l.max_uri_bytes < 16 {
+        errs.push("server.limits.max_uri_bytes", "must be at least 16");
+    }
+    if l.max_connections == 0 {
+        errs.push("server.limits.max_connections", "must be at least 1");
+    }
+    Limits {
+        max_headers: l.max_headers.clamp(1, MAX_HEADERS_CEILING),
+        max_header_bytes: l.max_header_bytes,
+        max_uri_bytes: l.max_uri_bytes,
+        max_body_bytes: l.max_body_bytes,
+        header_read_timeout: errs
+            .duration("server.limits.header_read_timeout", &l.header_read_timeout),
+        body_read_timeout: errs.duration("server.limits.body_read_timeout", &l.body_read_timeout),
+        send_timeout: errs.duration("server.limits.send_timeout", &l.send_timeout),
+        keepalive_timeout: errs.duration("server.limits.keepalive_timeout", &l.keepalive_timeout),
+        max_connections: l.max_connections,
+    }
+}
+
+fn upstream(i: usize, u: &UpstreamFile, errs: &mut Errors) -> Upstream {
+    let key = |field: &str| format!("upstreams[{i}].{field}");
+    if u.name.is_empty() {
+        errs.push(key("name"), "must not be empty");
+    }
+    let balancer = match u.balancer.as_str() {
+        "round_robin" => Balancer::RoundRobin,
+        other => {
+            errs.push(
+                key("balancer"),
+                format_args!("unknown balancer {other:?}; expected \"round_robin\""),
+            );
+            Balancer::RoundRobin
+        }
+    };
+    if u.targets.is_empty() {
+        errs.push(key("targets"), "at least one target is required");
+    }
+    let mut targets = Vec::with_capacity(u.targets.len());
+    for (j, t) in u.targets.iter().enumerate() {
+        if t.weight == 0 {
+            errs.push(key(&format!("targets[{j}].weight")), "must be at least 1");
+        }
+        match resolve(&t.addr) {
+            // A name that resolves to several addresses becomes one target per address, as in
+            // nginx's `server name;`.
+            Ok(addrs) => targets.extend(addrs.into_iter().map(|addr| Target {
+                addr,
+                weight: t.weight.max(1),
+            })),
+            Err(e) => errs.push(key(&format!("targets[{j}].addr")), e),
+        }
+    }
+    let host_header = match u.host_header.as_str() {
+        "preserve" => HostHeader::Preserve,
+        "target" => HostHeader::Target,
+        literal if is_valid_host(literal) => HostHeader::Literal(literal.to_string()),
+        other => {
+            errs.push(
+                key("host_header"),
+                format_args!("{other:?} is neither \"preserve\", \"target\" nor a valid host"),
+            );
+            HostHeader::Preserve
+        }
+    };
+    Upstream {
+        name: u.name.clone(),
+        balancer,
+        targets,
+        connect_timeout: errs.duration(&key("connect_timeout"), &u.connect_timeout),
+        read_timeout: errs.duration(&key("read_timeout"), &u.read_timeout),
+        write_timeout: errs.duration(&key("write_timeout"), &u.write_timeout),
+        host_header,
+        pool: Pool {
+            max_idle_per_target: u.pool.max_idle_per_target,
+            idle_timeout: errs.duration(&key("pool.idle_timeout"), &u.pool.idle_timeout),
+        },
+    }
+}
+
+fn route(
+    i: usize,
+    r: &RouteFile,
+    upstreams: &HashMap<&str, usize>,
+    errs: &mut Errors,
+) -> (Route, RouteRule) {
+    let key = |field: &str| format!("routes[{i}].{field}");
+    let name = r.name.clone().unwrap_or_else(|| format!("routes[{i}]"));
+    let path = match (&r.path, &r.path_prefix) {
+        (Some(_), Some(_)) => {
+            errs.push(key("path"), "set either path or path_prefix, not both");
+            PathRule::Any
+        }
+        (Some(p), None) => PathRule::Exact(p.clone()),
+        (None, Some(p)) => PathRule::Prefix(p.clone()),
+        (None, None) => PathRule::Any,
+    };
+    let rewrite = match (&path, r.strip_prefix, &r.rewrite_prefix) {
+        (_, true, Some(_)) => {
+            errs.push(
+                key("rewrite_prefix"),
+                "set either strip_prefix or rewrite_prefix, not both",
+            );
+            None
+        }
+        (PathRule::Prefix(p), true, None) => Some((p.clone(), "/".to_string())),
+        (PathRule::Prefix(p), false, Some(to)) => {
+            if !to.starts_with('/') {
+                errs.push(key("rewrite_prefix"), "must start with '/'");
+            }
+            Some((p.clone(), to.clone()))
+        }
+        (_, true, None) => {
+            errs.push(key("strip_prefix"), "needs path_prefix");
+            None
+        }
+        (_, false, Some(_)) => {
+            errs.push(key("rewrite_prefix"), "needs path_prefix");
+            None
+        }
+        (_, false, None) => None,
+    };
+    let action = match (&r.upstream, &r.direct) {
+        (Some(_), Some(_)) => {
+            errs.push(key("direct"), "set either upstream or direct, not both");
+            None
+        }
+        (None, None) => {
+            errs.push(
+                &name_or_index(i, r),
+                "needs either upstream = \"NAME\" or direct = { status, body }",
+            );
+            None
+        }
+        (Some(u), None) => match upstreams.get(u.as_str()) {
+            Some(&upstream) => Some(Action::Proxy { upstream, rewrite }),
+            None => {
+                errs.push(key("upstream"), format_args!("no upstream named {u:?}"));
+                None
+            }
+        },
+        (None, Some(d)) => {
+            if !(200..=599).contains(&d.status) {
+                errs.push(key("direct.status"), "must be between 200 and 599");
+            }
+            if matches!(d.status, 204 | 304) && !d.body.is_empty() {
+                errs.push(
+                    key("direct.body"),
+                    format_args!("a {} response has no body", d.status),
+                );
+            }
+            if r.strip_prefix || r.rewrite_prefix.is_some() {
+                errs.push(
+                    key("direct"),
+                    "strip_prefix and rewrite_prefix apply only to upstream routes",
+                );
+            }
+            if !is_valid_field_value(&d.content_type) {
+                errs.push(key("direct.content_type"), "is not a valid header value");
+            }
+            Some(Action::Direct {
+                status: d.status,
+                body: bytes::Bytes::from(d.body.clone().into_bytes()),
+                content_type: d.content_type.clone(),
+            })
+        }
+    };
+    let route = Route {
+        name,
+        action: action.unwrap_or(Action::Direct {
+            status: 500,
+            body: bytes::Bytes::new(),
+            content_type: String::new(),
+        }),
+    };
+    let rule = RouteRule {
+        hosts: r.hosts.clone(),
+        path,
+        methods: r.methods.clone(),
+        headers: r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    (route, rule)
+}
+
+fn name_or_index(i: usize, r: &RouteFile) -> String {
+    match &r.name {
+        Some(n) => format!("routes[{i}] ({n:?})"),
+        None => format!("routes[{i}]"),
+    }
+}
+
+/// `ip:port` or `name:port`, resolved now. Blocking: load time only.
+fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(addr) = spec.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    if !spec.contains(':') {
+        return Err(format!("{spec:?} needs a port, as in \"{spec}:80\""));
+    }
+    match spec.to_socket_addrs() {
+        Ok(addrs) => {
+            let mut out: Vec<SocketAddr> = Vec::new();
+            for a in addrs {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+            if out.is_empty() {
+                Err(format!("{spec:?} resolves to no address"))
+            } else {
+                Ok(out)
+            }
+        }
+        Err(e) => Err(format!("cannot resolve {spec:?}: {e}")),
+    }
+}
+
+fn is_valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        })
+}
+
+fn is_valid_field_value(v: &str) -> bool {
+    v.bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+}

@@ -1,0 +1,371 @@
+//! One client connection from accept to close.
+//!
+//! Between requests the connection holds no buffer: it waits for readability and borrows a
+//! buffer from the shard only when bytes arrive, which keeps idle keep-alive connections cheap.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::io::AsyncWriteRent;
+use monoio::net::TcpStream;
+use monoio::time::Instant;
+
+use super::body::RequestBody;
+use super::io::{read_more, write_all, IoError};
+use super::{forward, Scratch};
+use crate::config::Action;
+use crate::http::answers::{self, Answer};
+use crate::http::headers::{self, Field, Kind};
+use crate::http::request::{check_partial, BodyFraming, Method};
+use crate::http::{path, ParseError};
+use crate::router::{HeaderLookup, RouteRequest};
+use crate::shard::Shard;
+use crate::shared::ConnectionSlot;
+use crate::snapshot::Snapshot;
+
+/// After an error answer, how long and how much the client may keep sending before the
+/// socket is closed. Closing with unread data makes the kernel send a reset that can destroy
+/// the answer before the client reads it (RFC 9112 §9.6).
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// What happens to the connection after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The request was consumed entirely; read the next one.
+    KeepAlive,
+    /// Close now.
+    Close,
+    /// Stop writing, drain what the client still sends for a while, then close.
+    Linger,
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    /// The peer address as text, for X-Forwarded-For; formatted once per connection.
+    ip: [u8; 46],
+    ip_len: usize,
+    /// Bytes read from the client. A request's head starts at 0 and stays in place until the
+    /// exchange ends.
+    pub buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn ip(&self) -> &[u8] {
+        &self.ip[..self.ip_len]
+    }
+}
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, _slot: ConnectionSlot) {
+    let mut ip = [0u8; 46];
+    let ip_len = {
+        use std::io::Write;
+        let mut cursor = std::io::Cursor::new(&mut ip[..]);
+        let addr: IpAddr = match peer.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let _ = write!(cursor, "{addr}");
+        cursor.position() as usize
+    };
+    let mut conn = Client {
+        stream,
+        ip,
+        ip_len,
+        buf: Vec::new(),
+    };
+    let mut served = 0u64;
+    loop {
+        let snap = shard.snapshot();
+        if conn.buf.is_empty() {
+            if conn.buf.capacity() > 0 {
+                shard.give_buffer(std::mem::take(&mut conn.buf));
+            }
+            let limits = &snap.config.server.limits;
+            let idle = if served == 0 {
+                limits.header_read_timeout
+            } else {
+                limits.keepalive_timeout
+            };
+            // Relaxed readiness may be a false positive on epoll; the read that follows then
+            // simply waits, holding a buffer a little early.
+            match monoio::time::timeout(idle, conn.stream.readable(true)).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+            conn.buf = shard.take_buffer();
+        }
+        let mut scratch = shard.take_scratch();
+        // Boxed so the large request future is allocated only while a request is in flight and
+        // an idle connection's task stays small.
+        let outcome = Box::pin(exchange(&shard, &snap, &mut conn, &mut scratch)).await;
+        shard.give_scratch(scratch);
+        served += 1;
+        match outcome {
+            Outcome::KeepAlive => {}
+            Outcome::Close => break,
+            Outcome::Linger => {
+                linger(&mut conn).await;
+                break;
+            }
+        }
+    }
+    let _ = conn.stream.shutdown().await;
+    if conn.buf.capacity() > 0 {
+        shard.give_buffer(conn.buf);
+    }
+}
+
+/// Reads one request head, routes it and serves it.
+async fn exchange(
+    shard: &Shard,
+    snap: &Arc<Snapshot>,
+    conn: &mut Client,
+    s: &mut Scratch,
+) -> Outcome {
+    let limits = &snap.config.server.limits;
+    let deadline = Instant::now() + limits.header_read_timeout;
+    loop {
+        match s.head.parse(&conn.buf, &snap.head_limits) {
+            Ok(true) => break,
+            Ok(false) => {
+                if let Err(e) = check_partial(&conn.buf, &snap.head_limits) {
+                    return refuse(shard, snap, conn, s, e.status()).await;
+                }
+            }
+            Err(e) => return refuse(shard, snap, conn, s, e.status()).await,
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match read_more(&mut conn.stream, &mut conn.buf, wait).await {
+            Ok(_) => {}
+            // Slowloris: a head that does not complete in time is answered and dropped.
+            Err(IoError::Timeout) if !conn.buf.iter().all(|b| matches!(b, b'\r' | b'\n')) => {
+                return refuse(shard, snap, conn, s, 408).await;
+            }
+            Err(_) => return Outcome::Close,
+        }
+    }
+
+    let head = &s.head;
+    let raw_path = &conn.buf[head.path.clone()];
+    let normalised = if head.asterisk || raw_path.is_empty() {
+        s.path.clear();
+        s.path.push(b'/');
+        Ok(())
+    } else {
+        path::normalize(raw_path, &mut s.path)
+    };
+    if normalised.is_err() {
+        return refuse(shard, snap, conn, s, ParseError::BadPath.status()).await;
+    }
+
+    let lookup = FieldLookup {
+        buf: &conn.buf,
+        fields: &head.fields,
+    };
+    let request = RouteRequest {
+        host: &conn.buf[head.host.clone()],
+        path: &s.path,
+        method: &conn.buf[head.method_range.clone()],
+        headers: &lookup,
+    };
+    let Some(route) = snap.config.router.find(&request) else {
+        return answer_error(shard, conn, s, 404).await;
+    };
+    if let BodyFraming::Length(n) = head.body {
+        if n > limits.max_body_bytes {
+            // Refused before any 100 Continue: the client never sends the body.
+            return answer_error(shard, conn, s, 413).await;
+        }
+    }
+
+    match &snap.config.routes[route].action {
+        Action::Direct {
+            status,
+            body,
+            content_type,
+        } => direct(shard, snap, conn, s, *status, body, content_type.as_bytes()).await,
+        Action::Proxy { upstream, rewrite } => {
+            match rewrite {
+                Some((prefix, replacement)) => {
+                    crate::router::rewrite_prefix(&s.path, prefix, replacement, &mut s.rewritten)
+                }
+                None => {
+                    s.rewritten.clear();
+                    s.rewritten.extend_from_slice(&s.path);
+                }
+            }
+            forward::proxy(shard, snap, conn, s, *upstream).await
+        }
+    }
+}
+
+/// A `direct` route: the gateway answers itself. A request body is read and discarded first,
+/// so the connection can carry the next request.
+async fn direct(
+    shard: &Shard,
+    snap: &Snapshot,
+    conn: &mut Client,
+    s: &mut Scratch,
+    status: u16,
+    body: &[u8],
+    content_type: &[u8],
+) -> Outcome {
+    let limits = &snap.config.server.limits;
+    let mut keep_alive = s.head.keep_alive();
+    let mut consumed = s.head.len;
+    if s.head.body != BodyFraming::None {
+        if s.head.expect_continue {
+            // No 100 Continue: the client may skip the body, so the connection can't be reused.
+            keep_alive = false;
+        } else {
+            match discard_body(conn, s, limits.max_body_bytes, limits.body_read_timeout).await {
+                Ok(end) => consumed = end,
+                Err(status) => return answer_error(shard, conn, s, status).await,
+            }
+        }
+    }
+    let date = shard.date.now();
+    s.out.clear();
+    Answer {
+        status,
+        content_type,
+        body,
+        send_body: s.head.method != Method::Head,
+        close: !keep_alive,
+        request_id: None,
+        extra: &[],
+    }
+    .write(&mut s.out, &date);
+    if write_all(&mut conn.stream, &mut s.out, limits.send_timeout)
+        .await
+        .is_err()
+    {
+        return Outcome::Close;
+    }
+    if !keep_alive {
+        return if consumed == conn.buf.len() && s.head.body == BodyFraming::None {
+            Outcome::Close
+        } else {
+            Outcome::Linger
+        };
+    }
+    conn.buf.drain(..consumed);
+    Outcome::KeepAlive
+}
+
+/// Reads the request body to its end and drops it. Returns where it ended in `conn.buf`, or
+/// the status to answer with.
+async fn discard_body(
+    conn: &mut Client,
+    s: &Scratch,
+    limit: u64,
+    timeout: Duration,
+) -> Result<usize, u16> {
+    let mut body = RequestBody::new(s.head.body, limit);
+    let mut cursor = s.head.len;
+    loop {
+        cursor += body.advance(&conn.buf[cursor..]).map_err(|e| e.status())?;
+        if body.is_done() {
+            return Ok(cursor);
+        }
+        conn.buf.truncate(s.head.len);
+        cursor = s.head.len;
+        match read_more(&mut conn.stream, &mut conn.buf, timeout).await {
+            Ok(_) => {}
+            Err(IoError::Timeout) => return Err(408),
+            Err(_) => return Err(400),
+        }
+    }
+}
+
+/// Answers a request that could not be read or accepted, and closes behind it.
+async fn refuse(
+    shard: &Shard,
+    snap: &Snapshot,
+    conn: &mut Client,
+    s: &mut Scratch,
+    status: u16,
+) -> Outcome {
+    let date = shard.date.now();
+    s.out.clear();
+    answers::write_error(&mut s.out, status, &date, true, None, true);
+    let _ = write_all(
+        &mut conn.stream,
+        &mut s.out,
+        snap.config.server.limits.send_timeout,
+    )
+    .await;
+    Outcome::Linger
+}
+
+/// Answers a parsed request with an error status. The connection stays open only when the
+/// request carried no body (an unread body would be taken for the next request).
+pub async fn answer_error(
+    shard: &Shard,
+    conn: &mut Client,
+    s: &mut Scratch,
+    status: u16,
+) -> Outcome {
+    let keep_alive = s.head.keep_alive() && s.head.body == BodyFraming::None;
+    let date = shard.date.now();
+    s.out.clear();
+    answers::write_error(
+        &mut s.out,
+        status,
+        &date,
+        !keep_alive,
+        None,
+        s.head.method != Method::Head,
+    );
+    let send_timeout = shard.snapshot().config.server.limits.send_timeout;
+    if write_all(&mut conn.stream, &mut s.out, send_timeout)
+        .await
+        .is_err()
+    {
+        return Outcome::Close;
+    }
+    if keep_alive {
+        let len = s.head.len.min(conn.buf.len());
+        conn.buf.drain(..len);
+        Outcome::KeepAlive
+    } else {
+        Outcome::Linger
+    }
+}
+
+async fn linger(conn: &mut Client) {
+    let _ = conn.stream.shutdown().await;
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut drained = 0;
+    conn.buf.clear();
+    while drained < LINGER_BYTES {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match read_more(&mut conn.stream, &mut conn.buf, wait).await {
+            Ok(n) => {
+                drained += n;
+                conn.buf.clear();
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Header matching for the router, over the parsed head's offsets.
+struct FieldLookup<'a> {
+    buf: &'a [u8],
+    fields: &'a [Field],
+}
+
+impl HeaderLookup for FieldLookup<'_> {
+    fn contains(&self, name: &str, value: &[u8]) -> bool {
+        let kind = Kind::of(name.as_bytes());
+        self.fields.iter().any(|f| {
+            (kind == Kind::Other || f.kind == kind)
+                && f.name(self.buf).eq_ignore_ascii_case(name.as_bytes())
+                && headers::trim(f.value(self.buf)) == value
+        })
+    }
+}

@@ -1,0 +1,517 @@
+//! Forwarding a request to an upstream target and relaying the response.
+//!
+//! Before the first response byte reaches the client any failure becomes a clean status;
+//! after it, a failure can only close the connection (never a second status line). A pooled
+//! connection found dead before any response byte is retried once on a fresh connection when
+//! the request can safely be sent again (RFC 9110 §9.2.2).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+
+use super::body::{BodyError, RequestBody};
+use super::client::{answer_error, Client, Outcome};
+use super::head::{self, ClientFraming, Forwarding, Responding};
+use super::io::{read_more, write_all, write_range, IoError};
+use super::request_id::REQUEST_ID_LEN;
+use super::Scratch;
+use crate::http::chunked::{self, ChunkedDecoder};
+use crate::http::headers::Kind;
+use crate::http::request::{Method, Version};
+use crate::http::response::{ResponseFraming, ResponseHead};
+use crate::shard::Shard;
+use crate::snapshot::Snapshot;
+use crate::upstream::{self, UpstreamError};
+
+/// A body tail up to this size rides in the same write as the head.
+const COALESCE_LIMIT: usize = 16 * 1024;
+/// Longest client-supplied X-Request-Id echoed back; longer ones are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Why forwarding stopped before a response head was relayed.
+enum Failure {
+    Upstream(UpstreamError),
+    /// The client's body broke a rule or stalled; answer with this status.
+    Client(u16),
+    /// The client went away; nobody to answer.
+    ClientGone,
+}
+
+impl From<BodyError> for Failure {
+    fn from(e: BodyError) -> Failure {
+        Failure::Client(e.status())
+    }
+}
+
+pub async fn proxy(
+    shard: &Shard,
+    snap: &Arc<Snapshot>,
+    conn: &mut Client,
+    s: &mut Scratch,
+    up: usize,
+) -> Outcome {
+    let limits = &snap.config.server.limits;
+    let upstream = &snap.config.upstreams[up];
+    let state = &snap.upstreams[up];
+    let head_len = s.head.len;
+
+    let mut body = RequestBody::new(s.head.body, limits.max_body_bytes);
+    let mut cursor = match body.advance(&conn.buf[head_len..]) {
+        Ok(n) => head_len + n,
+        Err(e) => return answer_error(shard, conn, s, e.status()).await,
+    };
+
+    let Some(target) = state.balancer.pick(shard.id).map(|i| state.targets[i]) else {
+        return answer_error(shard, conn, s, UpstreamError::NoTarget.status()).await;
+    };
+
+    // The client's own id is kept (and echoed) when it is sane; otherwise we mint one.
+    let mut id_buf = [0u8; MAX_REQUEST_ID];
+    let request_id: &[u8] = match s.head.fields.iter().find(|f| f.kind == Kind::XRequestId) {
+        Some(f) if !f.value(&conn.buf).is_empty() && f.value(&conn.buf).len() <= MAX_REQUEST_ID => {
+            let v = f.value(&conn.buf);
+            id_buf[..v.len()].copy_from_slice(v);
+            &id_buf[..v.len()]
+        }
+        _ => {
+            id_buf[..REQUEST_ID_LEN].copy_from_slice(&shard.request_ids.next());
+            &id_buf[..REQUEST_ID_LEN]
+        }
+    };
+
+    if s.head.expect_continue && !body.is_done() {
+        s.out.clear();
+        s.out.extend_from_slice(CONTINUE);
+        if write_all(&mut conn.stream, &mut s.out, limits.send_timeout)
+            .await
+            .is_err()
+        {
+            return Outcome::Close;
+        }
+    }
+
+    s.out.clear();
+    head::upstream_request(
+        &mut s.out,
+        &conn.buf,
+        &s.head,
+        &Forwarding {
+            path: &s.rewritten,
+            host_header: &upstream.host_header,
+            target: target.addr,
+            client_ip: conn.ip(),
+            request_id,
+            via: snap.config.server.via,
+        },
+    );
+    s.out.extend_from_slice(&conn.buf[head_len..cursor]);
+    // What sits in `out` is the whole request: it can be sent again on a fresh connection.
+    let replayable = body.is_done();
+
+    let mut ubuf = shard.take_buffer();
+    let mut retried = false;
+    let exchange = loop {
+        let pooled = if retried {
+            None
+        } else {
+            shard.pool.take(target.id)
+        };
+        let reused = pooled.is_some();
+        let mut stream = match pooled {
+            Some(stream) => stream,
+            None => match upstream::connect(target.addr, upstream.connect_timeout).await {
+                Ok(stream) => stream,
+                Err(e) => break Err(Failure::Upstream(e)),
+            },
+        };
+        match write_all(&mut stream, &mut s.out, upstream.write_timeout).await {
+            Ok(()) => {}
+            // A pooled connection that refuses the first write never delivered the request.
+            Err(IoError::Eof | IoError::Io(_)) if reused => {
+                retried = true;
+                continue;
+            }
+            Err(e) => break Err(Failure::Upstream(upstream_io(e))),
+        }
+        if !body.is_done() {
+            if let Err(f) = send_body(
+                conn,
+                &mut stream,
+                &mut body,
+                &mut cursor,
+                head_len,
+                limits.body_read_timeout,
+                upstream.write_timeout,
+            )
+            .await
+            {
+                break Err(f);
+            }
+        }
+        ubuf.clear();
+        match read_response_head(
+            conn,
+            &mut stream,
+            &mut ubuf,
+            &mut s.response,
+            snap,
+            s.head.method,
+            upstream.read_timeout,
+            limits.send_timeout,
+        )
+        .await
+        {
+            Ok(()) => break Ok(stream),
+            Err(HeadError::Stale)
+                if reused && !retried && replayable && (s.head.method.is_idempotent()) =>
+            {
+                retried = true;
+                continue;
+            }
+            Err(HeadError::Stale) => {
+                break Err(Failure::Upstream(UpstreamError::Broken(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                )))
+            }
+            Err(HeadError::Upstream(e)) => break Err(Failure::Upstream(e)),
+            Err(HeadError::ClientGone) => break Err(Failure::ClientGone),
+        }
+    };
+
+    let mut stream = match exchange {
+        Ok(stream) => stream,
+        Err(failure) => {
+            shard.give_buffer(ubuf);
+            return match failure {
+                Failure::Upstream(e) => {
+                    crate::log::debug(format_args!(
+                        "upstream {} target {}: {e:?}",
+                        upstream.name, target.addr
+                    ));
+                    if !body.is_done() {
+                        // The rest of the body is still coming; it can't be taken as the next request.
+                        s.head.connection.close = true;
+                    }
+                    answer_error(shard, conn, s, e.status()).await
+                }
+                Failure::Client(status) => {
+                    s.head.connection.close = true;
+                    answer_error(shard, conn, s, status).await
+                }
+                Failure::ClientGone => Outcome::Close,
+            };
+        }
+    };
+
+    let resp = &s.response;
+    let http11 = s.head.version == Version::Http11;
+    let framing = match resp.framing {
+        ResponseFraming::None | ResponseFraming::Length(_) => ClientFraming::AsIs,
+        ResponseFraming::Chunked if http11 => ClientFraming::Chunked,
+        ResponseFraming::Close if http11 => ClientFraming::ChunkEach,
+        ResponseFraming::Chunked | ResponseFraming::Close => ClientFraming::UntilClose,
+    };
+    let keep_alive = s.head.keep_alive() && framing != ClientFraming::UntilClose;
+    let date = shard.date.now();
+    s.out.clear();
+    head::client_response(
+        &mut s.out,
+        &ubuf,
+        resp,
+        &Responding {
+            framing,
+            keep_alive,
+            client_version: s.head.version,
+            request_id,
+            date: &date,
+            via: snap.config.server.via,
+        },
+    );
+    let relay = Relay {
+        client: &mut conn.stream,
+        upstream: &mut stream,
+        ubuf: &mut ubuf,
+        out: &mut s.out,
+        send_timeout: limits.send_timeout,
+        read_timeout: upstream.read_timeout,
+    };
+    let result = relay.run(resp.len, resp.framing, framing).await;
+    let reusable =
+        matches!(result, Ok(true)) && resp.keep_alive() && resp.framing != ResponseFraming::Close;
+    if reusable {
+        shard.pool.put(
+            target.id,
+            stream,
+            upstream.pool.max_idle_per_target,
+            upstream.pool.idle_timeout,
+        );
+    }
+    shard.give_buffer(ubuf);
+    match result {
+        Ok(_) if keep_alive => {
+            conn.buf.drain(..cursor);
+            Outcome::KeepAlive
+        }
+        _ => Outcome::Close,
+    }
+}
+
+fn upstream_io(e: IoError) -> UpstreamError {
+    match e {
+        IoError::Timeout => UpstreamError::Timeout,
+        IoError::Eof => UpstreamError::Broken(std::io::ErrorKind::UnexpectedEof.into()),
+        IoError::Io(e) => UpstreamError::Broken(e),
+    }
+}
+
+/// Streams the rest of the request body from the client to the upstream. The head stays at
+/// the start of `conn.buf`; body bytes are read in after it, sent, and overwritten.
+async fn send_body(
+    conn: &mut Client,
+    upstream: &mut TcpStream,
+    body: &mut RequestBody,
+    cursor: &mut usize,
+    head_len: usize,
+    body_read_timeout: Duration,
+    write_timeout: Duration,
+) -> Result<(), Failure> {
+    while !body.is_done() {
+        conn.buf.truncate(head_len);
+        *cursor = head_len;
+        match read_more(&mut conn.stream, &mut conn.buf, body_read_timeout).await {
+            Ok(_) => {}
+            Err(IoError::Timeout) => return Err(Failure::Client(408)),
+            Err(_) => return Err(Failure::ClientGone),
+        }
+        let n = body.advance(&conn.buf[head_len..])?;
+        write_range(
+            upstream,
+            &mut conn.buf,
+            head_len..head_len + n,
+            write_timeout,
+        )
+        .await
+        .map_err(|e| Failure::Upstream(upstream_io(e)))?;
+        *cursor = head_len + n;
+    }
+    Ok(())
+}
+
+enum HeadError {
+    /// The connection ended before any response byte: maybe a stale pooled connection.
+    Stale,
+    Upstream(UpstreamError),
+    ClientGone,
+}
+
+/// Reads up to the final response head, relaying 103 Early Hints and dropping 100 Continue
+/// (the gateway sent its own). Leaves the head at the start of `ubuf`.
+#[allow(clippy::too_many_arguments)]
+async fn read_response_head(
+    conn: &mut Client,
+    upstream: &mut TcpStream,
+    ubuf: &mut Vec<u8>,
+    resp: &mut ResponseHead,
+    snap: &Snapshot,
+    method: Method,
+    read_timeout: Duration,
+    send_timeout: Duration,
+) -> Result<(), HeadError> {
+    let limits = &snap.config.server.limits;
+    let mut received_any = false;
+    loop {
+        match resp.parse(
+            ubuf,
+            limits.max_headers,
+            limits.max_header_bytes.max(crate::shard::BUFFER_SIZE),
+            method,
+        ) {
+            Ok(true) if !resp.is_interim() => return Ok(()),
+            Ok(true) => {
+                if resp.status == 103 {
+                    let mut hints = Vec::with_capacity(resp.len + 64);
+                    let no_id = [];
+                    head::client_response(
+                        &mut hints,
+                        ubuf,
+                        resp,
+                        &Responding {
+                            framing: ClientFraming::AsIs,
+                            keep_alive: true,
+                            client_version: Version::Http11,
+                            request_id: &no_id,
+                            date: b"",
+                            via: false,
+                        },
+                    );
+                    if write_all(&mut conn.stream, &mut hints, send_timeout)
+                        .await
+                        .is_err()
+                    {
+                        return Err(HeadError::ClientGone);
+                    }
+                } else if resp.status == 101 {
+                    // Upgrades are not offered yet and the Upgrade field was not forwarded.
+                    return Err(HeadError::Upstream(UpstreamError::BadResponse(
+                        crate::http::response::BadResponse::Malformed,
+                    )));
+                }
+                ubuf.drain(..resp.len);
+                continue;
+            }
+            Ok(false) => {}
+            Err(e) => return Err(HeadError::Upstream(UpstreamError::BadResponse(e))),
+        }
+        match read_more(upstream, ubuf, read_timeout).await {
+            Ok(_) => received_any = true,
+            Err(IoError::Timeout) => return Err(HeadError::Upstream(UpstreamError::Timeout)),
+            Err(IoError::Eof | IoError::Io(_)) if !received_any && ubuf.is_empty() => {
+                return Err(HeadError::Stale)
+            }
+            Err(IoError::Eof) => {
+                return Err(HeadError::Upstream(UpstreamError::Broken(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                )))
+            }
+            Err(IoError::Io(e)) => return Err(HeadError::Upstream(UpstreamError::Broken(e))),
+        }
+    }
+}
+
+/// Moves a response body from upstream to client, re-framing it when the two sides differ.
+struct Relay<'a> {
+    client: &'a mut TcpStream,
+    upstream: &'a mut TcpStream,
+    ubuf: &'a mut Vec<u8>,
+    /// Holds the response head on entry; it goes out with the first body bytes.
+    out: &'a mut Vec<u8>,
+    send_timeout: Duration,
+    read_timeout: Duration,
+}
+
+/// The body was relayed; `true` when the upstream connection ended cleanly at the response's
+/// end and may carry another request.
+type RelayResult = Result<bool, IoError>;
+
+impl Relay<'_> {
+    async fn run(mut self, start: usize, from: ResponseFraming, to: ClientFraming) -> RelayResult {
+        match from {
+            ResponseFraming::None => {
+                self.flush().await?;
+                Ok(self.ubuf.len() == start)
+            }
+            ResponseFraming::Length(n) => self.length(start, n).await,
+            ResponseFraming::Chunked => self.chunked(start, to == ClientFraming::Chunked).await,
+            ResponseFraming::Close => {
+                self.until_close(start, to == ClientFraming::ChunkEach)
+                    .await
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), IoError> {
+        write_all(self.client, self.out, self.send_timeout).await?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Sends what is pending in `out` followed by `ubuf[range]`, in one write when small.
+    async fn send(&mut self, range: std::ops::Range<usize>) -> Result<(), IoError> {
+        if self.out.len() + range.len() <= COALESCE_LIMIT {
+            self.out.extend_from_slice(&self.ubuf[range]);
+            return self.flush().await;
+        }
+        if !self.out.is_empty() {
+            self.flush().await?;
+        }
+        write_range(self.client, self.ubuf, range, self.send_timeout).await
+    }
+
+    async fn refill(&mut self) -> Result<usize, IoError> {
+        self.ubuf.clear();
+        read_more(self.upstream, self.ubuf, self.read_timeout).await
+    }
+
+    async fn length(&mut self, start: usize, total: u64) -> RelayResult {
+        let mut remaining = total;
+        let mut pos = start;
+        let mut clean = true;
+        loop {
+            let avail = self.ubuf.len() - pos;
+            let take = remaining.min(avail as u64) as usize;
+            // Bytes past the declared length mean the upstream is confused: don't reuse it.
+            clean &= take == avail;
+            self.send(pos..pos + take).await?;
+            remaining -= take as u64;
+            if remaining == 0 {
+                return Ok(clean);
+            }
+            self.refill().await?;
+            pos = 0;
+        }
+    }
+
+    async fn chunked(&mut self, start: usize, pass_through: bool) -> RelayResult {
+        let mut decoder = ChunkedDecoder::new();
+        let mut pos = start;
+        loop {
+            let input = &self.ubuf[pos..];
+            let progress = if pass_through {
+                let p = decoder.decode(input, &mut |_| {}).map_err(|_| bad_body())?;
+                self.send(pos..pos + p.consumed).await?;
+                p
+            } else {
+                // De-chunking for a 1.0 client: only the data goes out.
+                let out = &mut *self.out;
+                let p = decoder
+                    .decode(input, &mut |r: std::ops::Range<usize>| {
+                        out.extend_from_slice(&input[r])
+                    })
+                    .map_err(|_| bad_body())?;
+                self.flush().await?;
+                p
+            };
+            if progress.done {
+                return Ok(pos + progress.consumed == self.ubuf.len());
+            }
+            self.refill().await?;
+            pos = 0;
+        }
+    }
+
+    async fn until_close(&mut self, start: usize, chunk_each: bool) -> RelayResult {
+        let mut pos = start;
+        loop {
+            let n = self.ubuf.len() - pos;
+            if n > 0 {
+                if chunk_each {
+                    chunked::encode_chunk_header(n, self.out);
+                    self.send(pos..pos + n).await?;
+                    self.out.extend_from_slice(chunked::CHUNK_TRAILER_CRLF);
+                } else {
+                    self.send(pos..pos + n).await?;
+                }
+            }
+            match self.refill().await {
+                Ok(_) => pos = 0,
+                Err(IoError::Eof) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if chunk_each {
+            self.out.extend_from_slice(chunked::LAST_CHUNK);
+        }
+        self.flush().await?;
+        Ok(false)
+    }
+}
+
+fn bad_body() -> IoError {
+    IoError::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "malformed chunked body from upstream",
+    ))
+}

@@ -1,0 +1,196 @@
+//! A shard: one thread pinned to one CPU, running its own monoio runtime, accepting on its own
+//! SO_REUSEPORT sockets and serving each connection to the end. Its state is `Rc`/`RefCell`;
+//! it reaches other threads only through [`Shared`].
+
+mod accept;
+pub mod listener;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use crate::config::Driver;
+use crate::http::date::DateCache;
+use crate::proxy::Scratch;
+use crate::shared::Shared;
+use crate::snapshot::Snapshot;
+use crate::upstream::Pool;
+
+/// How often idle upstream connections past their timeout are closed.
+const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Per-shard state, reached by every connection task of the shard through an `Rc`.
+pub struct Shard {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    snapshot: RefCell<Rc<Arc<Snapshot>>>,
+    pub pool: Pool,
+    pub date: DateCache,
+    pub request_ids: crate::proxy::RequestIds,
+    buffers: RefCell<Vec<Vec<u8>>>,
+    scratch: RefCell<Vec<Box<Scratch>>>,
+}
+
+/// Read buffers start at this size; a head larger than it grows the buffer up to
+/// `max_header_bytes`.
+pub const BUFFER_SIZE: usize = 16 * 1024;
+/// Buffers kept for reuse per shard; beyond this they are freed, so a burst does not pin memory.
+const SPARE_BUFFERS: usize = 1024;
+
+impl Shard {
+    fn new(id: usize, shared: Arc<Shared>) -> Shard {
+        let snapshot = RefCell::new(Rc::new(shared.snapshot.load_full()));
+        Shard {
+            id,
+            shared,
+            snapshot,
+            pool: Pool::default(),
+            date: DateCache::default(),
+            request_ids: crate::proxy::RequestIds::new(id),
+            buffers: RefCell::new(Vec::new()),
+            scratch: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The current snapshot. One `ArcSwap` load; the shard keeps its own reference so that
+    /// the shared reference count is touched once per reload, not once per request.
+    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+        let current = self.shared.snapshot.load();
+        let mut cached = self.snapshot.borrow_mut();
+        if !Arc::ptr_eq(&current, &cached) {
+            *cached = Rc::new(Arc::clone(&current));
+        }
+        Rc::clone(&cached)
+    }
+
+    pub fn take_buffer(&self) -> Vec<u8> {
+        self.buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUFFER_SIZE))
+    }
+
+    pub fn give_buffer(&self, mut buf: Vec<u8>) {
+        let mut spare = self.buffers.borrow_mut();
+        if spare.len() < SPARE_BUFFERS
+            && buf.capacity() <= 4 * BUFFER_SIZE
+            && buf.capacity() >= BUFFER_SIZE
+        {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+
+    pub fn take_scratch(&self) -> Box<Scratch> {
+        self.scratch.borrow_mut().pop().unwrap_or_default()
+    }
+
+    pub fn give_scratch(&self, scratch: Box<Scratch>) {
+        let mut spare = self.scratch.borrow_mut();
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(scratch);
+        }
+    }
+}
+
+/// What `main` hands a shard thread.
+pub struct ShardPlan {
+    pub id: usize,
+    pub core: Option<core_affinity::CoreId>,
+    pub driver: Driver,
+    pub listeners: Vec<std::net::TcpListener>,
+}
+
+/// Reported once per shard: the driver it runs on, or why it could not start.
+pub type Ready = Result<&'static str, String>;
+
+pub fn spawn(
+    plan: ShardPlan,
+    shared: Arc<Shared>,
+    ready: Sender<(usize, Ready)>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("shard-{}", plan.id))
+        .spawn(move || {
+            if let Some(core) = plan.core {
+                if !core_affinity::set_for_current(core) {
+                    crate::log::warn(format_args!(
+                        "shard {}: could not pin to CPU {}",
+                        plan.id, core.id
+                    ));
+                }
+            }
+            let id = plan.id;
+            if let Err(e) = run(plan, shared, &ready) {
+                let _ = ready.send((id, Err(e)));
+            }
+        })
+}
+
+fn run(plan: ShardPlan, shared: Arc<Shared>, ready: &Sender<(usize, Ready)>) -> Result<(), String> {
+    use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+    let uring = || {
+        RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(4096)
+            .enable_timer()
+            .build()
+    };
+    match plan.driver {
+        Driver::IoUring => {
+            let mut rt = uring().map_err(|e| format!("io_uring unavailable: {e}"))?;
+            rt.block_on(main(plan, shared, ready.clone(), "io_uring"));
+        }
+        Driver::Auto => match uring() {
+            Ok(mut rt) => rt.block_on(main(plan, shared, ready.clone(), "io_uring")),
+            Err(e) => {
+                crate::log::info(format_args!(
+                    "shard {}: io_uring unavailable ({e}); using epoll",
+                    plan.id
+                ));
+                let mut rt = RuntimeBuilder::<LegacyDriver>::new()
+                    .enable_timer()
+                    .build()
+                    .map_err(|e| format!("cannot start the epoll runtime: {e}"))?;
+                rt.block_on(main(plan, shared, ready.clone(), "epoll"));
+            }
+        },
+        Driver::Epoll => {
+            let mut rt = RuntimeBuilder::<LegacyDriver>::new()
+                .enable_timer()
+                .build()
+                .map_err(|e| format!("cannot start the epoll runtime: {e}"))?;
+            rt.block_on(main(plan, shared, ready.clone(), "epoll"));
+        }
+    }
+    Ok(())
+}
+
+async fn main(
+    plan: ShardPlan,
+    shared: Arc<Shared>,
+    ready: Sender<(usize, Ready)>,
+    driver: &'static str,
+) {
+    let shard = Rc::new(Shard::new(plan.id, shared));
+    let mut listeners = Vec::with_capacity(plan.listeners.len());
+    for l in plan.listeners {
+        match monoio::net::TcpListener::from_std(l) {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                let _ = ready.send((plan.id, Err(format!("cannot register listener: {e}"))));
+                return;
+            }
+        }
+    }
+    for l in listeners {
+        monoio::spawn(accept::run(Rc::clone(&shard), l));
+    }
+    let _ = ready.send((plan.id, Ok(driver)));
+    loop {
+        monoio::time::sleep(POOL_SWEEP_INTERVAL).await;
+        shard.pool.sweep();
+    }
+}

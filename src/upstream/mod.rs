@@ -1,0 +1,53 @@
+//! Connections to upstream targets: dialing with a timeout, and each shard's idle pool.
+
+mod pool;
+
+pub use pool::Pool;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+
+/// Why an exchange with an upstream failed. [`UpstreamError::status`] maps each to the answer
+/// a client gets when no response byte has reached it yet.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// 503: the upstream has no target to send to.
+    NoTarget,
+    /// 502: the target refused or reset the connection attempt.
+    Connect(io::Error),
+    /// 504: the connection was not established within `connect_timeout`.
+    ConnectTimeout,
+    /// 504: no progress within `read_timeout` / `write_timeout`.
+    Timeout,
+    /// 502: the connection failed or closed before a complete response head.
+    Broken(io::Error),
+    /// 502: the response head was invalid or oversized.
+    BadResponse(crate::http::response::BadResponse),
+}
+
+impl UpstreamError {
+    pub fn status(&self) -> u16 {
+        match self {
+            UpstreamError::NoTarget => 503,
+            UpstreamError::ConnectTimeout | UpstreamError::Timeout => 504,
+            UpstreamError::Connect(_)
+            | UpstreamError::Broken(_)
+            | UpstreamError::BadResponse(_) => 502,
+        }
+    }
+}
+
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, UpstreamError> {
+    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(stream)) => {
+            // Heads and small bodies go out in one write; Nagle would only delay them.
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(e)) => Err(UpstreamError::Connect(e)),
+        Err(_) => Err(UpstreamError::ConnectTimeout),
+    }
+}
