@@ -155,7 +155,7 @@ fn listening_line_reports_every_real_port_once() {
     for_each_driver(|driver| {
         let config = Conf::new(driver).direct("hello", "", "hi").build().replace(
             "listen = [\"127.0.0.1:0\"]",
-            "listen = [\"127.0.0.1:0\", \"127.0.0.1:0\"]",
+            "listen = [\"127.0.0.1:0\", \"127.0.0.2:0\"]",
         );
         let gw = Gateway::start(&config);
         assert_eq!(gw.addrs().len(), 2, "stderr:\n{}", gw.stderr());

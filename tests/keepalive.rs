@@ -61,6 +61,7 @@ fn pipelined_requests_are_answered_in_order() {
               GET /direct HTTP/1.1\r\nHost: test\r\n\r\n\
               POST /post HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello\
               HEAD /head HTTP/1.1\r\nHost: test\r\n\r\n\
+              GET /get HTTP/1.1\r\nHost: test\r\n\r\n\
               POST /chunked HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
               GET /last HTTP/1.1\r\nHost: test\r\n\r\n",
         );
@@ -72,6 +73,7 @@ fn pipelined_requests_are_answered_in_order() {
             (head.status, head.header("content-length")),
             (200, Some("5"))
         );
+        assert_eq!(client.read_response().body_str(), "/get");
         assert_eq!(client.read_response().body_str(), "abc");
         assert_eq!(client.read_response().body_str(), "/last");
     });

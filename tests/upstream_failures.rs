@@ -141,6 +141,7 @@ fn upstream_closing_mid_response_closes_the_client_connection() {
         let gw = through(driver, &[origin.addr()], "");
         for path in ["/length", "/chunked"] {
             let mut client = Client::connect(gw.addr());
+            println!("GET {path}");
             client.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
             assert_cut_short(
                 &mut client,

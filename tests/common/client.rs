@@ -64,12 +64,14 @@ impl Client {
         Client::from_stream(stream)
     }
 
-    /// Connects with a small fixed receive buffer, so that a response the
+    /// Connects with a fixed 256 KiB receive buffer, so that a response the
     /// client does not read backs up into the gateway instead of into the
-    /// kernel (loopback autotuning would otherwise absorb tens of MiB).
+    /// kernel (loopback autotuning would otherwise absorb tens of MiB). It
+    /// stays above the loopback MSS (64 KiB): a window below one segment
+    /// crawls at the pace of the persist timer.
     pub fn connect_small_window(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        set_rcvbuf(&stream, 16 * 1024);
+        set_rcvbuf(&stream, 256 * 1024);
         Client::from_stream(stream)
     }
 
