@@ -280,6 +280,23 @@ fn expect_100_continue_is_answered_by_the_gateway() {
 }
 
 #[test]
+fn expect_100_is_not_sent_when_routing_fails() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_body();
+        let gw = Conf::new(driver)
+            .upstream("o", &[origin.addr()])
+            .route("only", "path_prefix = \"/only\"\nupstream = \"o\"")
+            .start();
+        let mut client = Client::connect(gw.addr());
+        client.send(
+            b"POST /elsewhere HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        );
+        assert_eq!(client.read_response().status, 404, "no 100 before a 404");
+        origin.assert_no_request();
+    });
+}
+
+#[test]
 fn interim_103_is_forwarded_and_100_dropped() {
     for_each_driver(|driver| {
         let origin = Origin::start(|_| {

@@ -362,3 +362,88 @@ fn equal_weights_alternate() {
         }
     });
 }
+
+#[test]
+fn a_timed_out_upstream_connection_is_not_reused() {
+    for_each_driver(|driver| {
+        // Connection 0 never answers its first request in time; were it
+        // pooled anyway, its next request would be answered "reused".
+        let origin = Origin::raw(|mut conn| {
+            if conn.index == 0 {
+                if conn.read_request().is_some() {
+                    if let Some(req) = conn.read_request() {
+                        conn.reply(&req, &Reply::ok("reused"));
+                    }
+                }
+                return;
+            }
+            while let Some(req) = conn.read_request() {
+                if !conn.reply(&req, &Reply::ok("fresh")) {
+                    break;
+                }
+            }
+        });
+        let gw = through(driver, &[origin.addr()], "read_timeout = \"300ms\"");
+        let mut client = Client::connect(gw.addr());
+        assert_eq!(client.get("/slow").status, 504);
+        let mut client = Client::connect(gw.addr());
+        assert_eq!(client.get("/next").body_str(), "fresh");
+        assert_eq!(origin.connections(), 2);
+    });
+}
+
+#[test]
+fn a_response_the_client_abandoned_does_not_leak_into_the_next() {
+    const SIZE: usize = 8 << 20;
+    for_each_driver(|driver| {
+        let origin = Origin::start(|req| match req.target.as_str() {
+            "/big" => Reply::ok(vec![b'B'; SIZE]),
+            _ => Reply::ok("small"),
+        });
+        let gw = through(driver, &[origin.addr()], "");
+        let mut quitter = Client::connect(gw.addr());
+        quitter.send(b"GET /big HTTP/1.1\r\nHost: test\r\n\r\n");
+        assert_eq!(quitter.read_head_only().status, 200);
+        drop(quitter);
+        for _ in 0..3 {
+            let resp = Client::connect(gw.addr()).get("/small");
+            assert_eq!((resp.status, resp.body_str().as_str()), (200, "small"));
+        }
+    });
+}
+
+#[test]
+fn body_over_the_limit_after_the_response_started_closes_the_connection() {
+    for_each_driver(|driver| {
+        // The upstream answers as soon as it has the head, then reads on.
+        let origin = Origin::raw(|mut conn| {
+            if conn.read_head().is_some() {
+                conn.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+                conn.wait_for_close();
+            }
+        });
+        let gw = Conf::new(driver)
+            .limit("max_body_bytes = 1000")
+            .upstream("o", &[origin.addr()])
+            .proxy_all("o")
+            .start();
+        let mut client = Client::connect(gw.addr());
+        client.send(b"POST /early HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let chunk = format!("258\r\n{}\r\n", "x".repeat(600));
+        client.send(chunk.as_bytes());
+        let resp = client.read_head_only();
+        assert_eq!(resp.status, 200);
+        // Now the body crosses 1000 bytes: too late for a 413.
+        let _ = client.try_send(chunk.as_bytes());
+        let rest = client.read_to_eof();
+        assert!(
+            rest.len() < 1000,
+            "the response completed although the request was cut"
+        );
+        assert!(
+            !rest.windows(7).any(|w| w == b"HTTP/1."),
+            "a second status line followed the first: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    });
+}
