@@ -63,7 +63,7 @@ pub struct Answer<'a> {
     pub send_body: bool,
     pub close: bool,
     pub request_id: Option<&'a [u8]>,
-    pub extra: &'a [(&'static [u8], &'a [u8])],
+    pub extra: &'a [(&'a [u8], &'a [u8])],
 }
 
 impl Answer<'_> {

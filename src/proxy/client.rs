@@ -138,12 +138,12 @@ async fn exchange(
             Err(e) => return refuse(shard, snap, conn, s, e.status()).await,
         }
         let wait = deadline.saturating_duration_since(Instant::now());
+        // Checked before the read: a read that times out takes the buffer with it.
+        let started = !conn.buf.iter().all(|b| matches!(b, b'\r' | b'\n'));
         match read_more(&mut conn.stream, &mut conn.buf, wait).await {
             Ok(_) => {}
             // Slowloris: a head that does not complete in time is answered and dropped.
-            Err(IoError::Timeout) if !conn.buf.iter().all(|b| matches!(b, b'\r' | b'\n')) => {
-                return refuse(shard, snap, conn, s, 408).await;
-            }
+            Err(IoError::Timeout) if started => return refuse(shard, snap, conn, s, 408).await,
             Err(_) => return Outcome::Close,
         }
     }
