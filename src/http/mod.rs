@@ -5,6 +5,8 @@ pub mod chunked;
 pub mod date;
 pub mod headers;
 pub mod path;
+#[cfg(test)]
+mod path_model_tests;
 pub mod request;
 pub mod response;
 

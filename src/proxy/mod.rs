@@ -4,7 +4,7 @@
 mod body;
 mod client;
 mod forward;
-mod head;
+pub mod head;
 mod io;
 mod request_id;
 

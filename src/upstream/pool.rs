@@ -7,6 +7,8 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use std::os::fd::AsRawFd;
+
 use monoio::net::TcpStream;
 
 struct Idle {
@@ -20,13 +22,15 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// The most recently returned live connection to `target`, if any.
-    pub fn take(&self, target: usize) -> Option<TcpStream> {
+    /// The most recently returned connection to `target` that has not expired. With
+    /// `check_alive`, connections the upstream has closed (or written to) while idle are
+    /// skipped, for requests that could not be retried if sent on a dead one.
+    pub fn take(&self, target: usize, check_alive: bool) -> Option<TcpStream> {
         let mut targets = self.targets.borrow_mut();
         let idle = targets.get_mut(target)?;
         let now = Instant::now();
         while let Some(conn) = idle.pop_back() {
-            if conn.expires > now {
+            if conn.expires > now && (!check_alive || is_quiet(&conn.stream)) {
                 return Some(conn.stream);
             }
         }
@@ -62,4 +66,24 @@ impl Pool {
     pub fn idle_count(&self) -> usize {
         self.targets.borrow().iter().map(VecDeque::len).sum()
     }
+}
+
+/// An idle connection is usable when reading from it would block: not closed, not reset, and
+/// no stray bytes waiting (which would be taken for the next response).
+fn is_quiet(stream: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local; the descriptor is owned by `stream`.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0
+        && matches!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN)
+        )
 }
