@@ -116,11 +116,14 @@ pub async fn proxy(
 
     let mut ubuf = shard.take_buffer();
     let mut retried = false;
+    // A request that could not be sent twice checks its pooled connection first: it gets no
+    // second chance if the upstream closed the connection while it was idle.
+    let retryable = replayable && s.head.method.is_idempotent();
     let exchange = loop {
         let pooled = if retried {
             None
         } else {
-            shard.pool.take(target.id)
+            shard.pool.take(target.id, !retryable)
         };
         let reused = pooled.is_some();
         let mut stream = match pooled {
