@@ -216,6 +216,12 @@ impl RawConn {
         wire::read_head(&mut self.reader).ok()?
     }
 
+    /// The socket itself, for scripts that need more than the helpers.
+    /// Reads on it bypass bytes already buffered by `read_request`.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.writer
+    }
+
     /// Writes bytes, ignoring a gateway that already went away.
     pub fn write(&mut self, bytes: &[u8]) -> bool {
         self.writer
