@@ -65,6 +65,12 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config, workers: Option<usize>) -> Result<(), String> {
+    // Installed first, so a stop signal during start-up still ends the process cleanly.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     raise_nofile_limit();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let shards = match workers.unwrap_or(config.server.workers) {
@@ -105,10 +111,13 @@ fn run(config: Config, workers: Option<usize>) -> Result<(), String> {
     let addrs: Vec<String> = bound.iter().map(ToString::to_string).collect();
     eprintln!("listening {}", addrs.join(", "));
 
-    for t in threads {
-        let _ = t.join();
+    // Shards run until the process exits; the main thread waits for a stop signal.
+    // TODO(issue 3): drain in-flight requests before exiting.
+    if let Some(signal) = signals.forever().next() {
+        log::info(format_args!("signal {signal}: exiting"));
     }
-    Err("all shards stopped".into())
+    drop(threads);
+    Ok(())
 }
 
 /// Each connection is a descriptor; the soft limit (often 1024) would cap connections far

@@ -283,7 +283,7 @@ fn route(
         }
         (None, None) => {
             errs.push(
-                &name_or_index(i, r),
+                name_or_index(i, r),
                 "needs either upstream = \"NAME\" or direct = { status, body }",
             );
             None

@@ -214,13 +214,12 @@ impl RequestHead {
                     }
                 }
                 Kind::Connection => self.connection.add(buf, field.value.clone()),
-                Kind::Expect => {
-                    if self.version == Version::Http11 {
-                        if headers::trim(h.value).eq_ignore_ascii_case(b"100-continue") {
-                            self.expect_continue = true;
-                        } else {
-                            return Err(ParseError::ExpectationFailed);
-                        }
+                // RFC 9110 §10.1.1: a 1.0 client's Expect is ignored.
+                Kind::Expect if self.version == Version::Http11 => {
+                    if headers::trim(h.value).eq_ignore_ascii_case(b"100-continue") {
+                        self.expect_continue = true;
+                    } else {
+                        return Err(ParseError::ExpectationFailed);
                     }
                 }
                 _ => {}

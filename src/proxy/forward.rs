@@ -171,9 +171,7 @@ pub async fn proxy(
         .await
         {
             Ok(()) => break Ok(stream),
-            Err(HeadError::Stale)
-                if reused && !retried && replayable && (s.head.method.is_idempotent()) =>
-            {
+            Err(HeadError::Stale) if reused && !retried && retryable => {
                 retried = true;
                 continue;
             }
