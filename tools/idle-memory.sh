@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Memory of idle keep-alive client connections: Shardgate (1 shard) and nginx (1 worker).
+#
+#   tools/idle-memory.sh                 # N=10000
+#   N=20000 SHARDGATE_BIN=target/release/shardgate tools/idle-memory.sh
+#
+# Needs: python3, nginx, curl (Debian: apt-get install -y nginx-light), cargo unless SHARDGATE_BIN.
+#
+# For each server: start it answering `GET /` itself (Shardgate: a `direct` route; nginx:
+# `return 200`), so no upstream is involved; read its RSS; let tools/idle_clients.py open N
+# connections and get one keep-alive response on each (a connection that was never served
+# may cost nothing yet); hold them idle, read the RSS again and print the difference:
+#
+#   shardgate: 10000 idle connections: +X MiB RSS (Y bytes/conn)
+#
+# RSS is VmRSS from /proc, summed over the server's process tree (nginx master + worker).
+# Kernel socket buffers are not part of RSS, so this is what the server itself keeps per
+# connection. After the reading, the client checks that every connection is still open.
+#
+# Env knobs: N [10000]  SETTLE [2] seconds between the last response and the reading
+#            SHARDGATE_PORT [18091]  NGINX_PORT [18082]  SERVER_CPU [1]  CLIENT_CPU [0]
+#            CLIENT_TIMEOUT [120] seconds for the client to open and serve all N
+#            SHARDGATE_BIN (skip `cargo build --release`)
+# Loopback only; refuses busy ports; bounded in time; an EXIT trap stops what it started.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+N=${N:-10000}
+SETTLE=${SETTLE:-2}
+SHARDGATE_PORT=${SHARDGATE_PORT:-18091}
+NGINX_PORT=${NGINX_PORT:-18082}
+SERVER_CPU=${SERVER_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
+CLIENT_TIMEOUT=${CLIENT_TIMEOUT:-120}
+
+SERVER_PID=""   # the server being measured
+CLIENT_JOB=""   # idle_clients.py (a coprocess)
+WORK=""
+SUMMARY=()
+
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# pid and all its descendants (nginx master -> worker), one per line.
+pid_tree() {
+  local child
+  echo "$1"
+  # The children files hold space-separated pids, so word splitting is what we want.
+  # shellcheck disable=SC2013
+  for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do pid_tree "$child"; done
+}
+
+# Stops a process tree: TERM (nginx's master takes its worker down), KILL after 3 s.
+stop_tree() {
+  local tree p alive
+  [ -n "$1" ] || return 0
+  mapfile -t tree < <(pid_tree "$1")
+  kill -TERM "${tree[@]}" 2>/dev/null || true
+  for _ in $(seq 30); do
+    alive=0
+    for p in "${tree[@]}"; do kill -0 "$p" 2>/dev/null && { alive=1; break; }; done
+    [ "$alive" = 1 ] || return 0
+    sleep 0.1
+  done
+  kill -KILL "${tree[@]}" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT
+  stop_tree "$CLIENT_JOB"
+  stop_tree "$SERVER_PID"
+  [ -n "$WORK" ] && rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# sleep in the background and wait for it: a TERM then reaches our trap at once.
+pause() {
+  sleep "$1" &
+  wait "$!"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+check_prerequisites() {
+  local tool port
+  for tool in python3 nginx curl taskset timeout; do
+    command -v "$tool" >/dev/null || die "missing $tool (Debian: apt-get install -y nginx-light python3 curl)"
+  done
+  for port in "$SHARDGATE_PORT" "$NGINX_PORT"; do
+    if port_busy "$port"; then die "127.0.0.1:$port is already in use; stop whatever listens there"; fi
+  done
+}
+
+build_shardgate() {
+  if [ -n "${SHARDGATE_BIN:-}" ]; then
+    BIN=$SHARDGATE_BIN
+  else
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet --bin shardgate)
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/shardgate
+  fi
+  [ -x "$BIN" ] || die "no shardgate binary at $BIN"
+}
+
+# VmRSS in KiB, summed over a process tree.
+tree_rss_kib() {
+  local total=0 p kib
+  for p in $(pid_tree "$1"); do
+    kib=$(awk '/^VmRSS:/ { print $2 }' /proc/"$p"/status 2>/dev/null) || continue
+    total=$((total + ${kib:-0}))
+  done
+  echo "$total"
+}
+
+wait_ready() { # NAME PORT: until the server answers with 200 (bounded)
+  for _ in $(seq 100); do
+    [ "$(curl -s -m 1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$2/")" = 200 ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  die "$1 did not come up on 127.0.0.1:$2; its log:"$'\n'"$(cat "$WORK/$1.log")"
+}
+
+start_shardgate() {
+  # keepalive_timeout well above the time the measurement takes, so nothing is reaped early.
+  cat >"$WORK/shardgate.toml" <<EOF
+[server]
+listen = ["127.0.0.1:$SHARDGATE_PORT"]
+workers = 1
+
+[server.limits]
+keepalive_timeout = "300s"
+
+[[routes]]
+path = "/"
+direct = { status = 200, body = "ok" }
+EOF
+  taskset -c "$SERVER_CPU" "$BIN" -c "$WORK/shardgate.toml" >"$WORK/shardgate.log" 2>&1 &
+  SERVER_PID=$!
+  # Shardgate says when every shard accepts; curl then confirms the route answers.
+  for _ in $(seq 100); do
+    grep -q '^listening ' "$WORK/shardgate.log" && break
+    sleep 0.1
+  done
+  wait_ready shardgate "$SHARDGATE_PORT"
+}
+
+start_nginx() {
+  # `user` matters only as root: workers would otherwise run as nobody and could not write
+  # into the mktemp dir. worker_rlimit_nofile lets the worker hold N sockets, and
+  # worker_connections has twice N: with fewer than 1/16 of its connections free, nginx
+  # starts closing idle keep-alive ones, which would measure nginx's reaper, not its memory.
+  cat >"$WORK/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile $((2 * N + 1024));
+daemon off;
+user $(id -un);
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err warn;
+events { worker_connections $((2 * N)); }
+http {
+  access_log off;
+  keepalive_requests 1000; keepalive_timeout 300s;
+  client_body_temp_path $WORK/nginx-body;
+  server {
+    listen 127.0.0.1:$NGINX_PORT backlog=4096;
+    location = / { default_type text/plain; return 200 "ok"; }
+  }
+}
+EOF
+  taskset -c "$SERVER_CPU" nginx -p "$WORK" -e "$WORK/nginx.err" -c "$WORK/nginx.conf" >"$WORK/nginx.log" 2>&1 &
+  SERVER_PID=$!
+  wait_ready nginx "$NGINX_PORT"
+}
+
+# measure NAME PORT: one server already started in $SERVER_PID; appends a line to SUMMARY.
+measure() {
+  local name=$1 port=$2 before after line held delta_kib
+  pause 0.5   # let start-up allocations finish before the baseline
+  before=$(tree_rss_kib "$SERVER_PID")
+
+  coproc CLIENT { exec taskset -c "$CLIENT_CPU" python3 "$ROOT/tools/idle_clients.py" \
+                    "127.0.0.1:$port" -n "$N" --timeout "$CLIENT_TIMEOUT" 2>"$WORK/client.err"; }
+  # Keep our own copies: bash unsets CLIENT and CLIENT_PID once the coprocess is reaped.
+  CLIENT_JOB=$CLIENT_PID
+  local client_out=${CLIENT[0]} client_in=${CLIENT[1]}
+  if ! read -r -t $((CLIENT_TIMEOUT + 10)) line <&"$client_out" || [[ $line != ready* ]]; then
+    die "$name: the client did not get its connections served: ${line:-no answer}"$'\n'"$(cat "$WORK/client.err")"
+  fi
+  log "$name: client $line"
+  [[ $line == "ready served=$N failed=0" ]] || log "$name: some connections failed:"$'\n'"$(cat "$WORK/client.err")"
+  pause "$SETTLE"
+  after=$(tree_rss_kib "$SERVER_PID")
+
+  exec {client_in}>&-   # EOF on the client's stdin: it checks what is still open, then exits
+  read -r -t 30 held <&"$client_out" || held="held: no answer"
+  wait "$CLIENT_JOB" 2>/dev/null || true
+  CLIENT_JOB=""
+  log "$name: after the reading, $held"
+
+  delta_kib=$((after - before))
+  SUMMARY+=("$(awk -v name="$name" -v n="$N" -v d="$delta_kib" -v b="$before" -v a="$after" -v held="$held" 'BEGIN {
+      printf "%-9s %d idle connections: %+.1f MiB RSS (%.0f bytes/conn)   [RSS %.1f -> %.1f MiB; %s]",
+             name ":", n, d / 1024, d * 1024 / n, b / 1024, a / 1024, held }')")
+  stop_tree "$SERVER_PID"
+  SERVER_PID=""
+}
+
+main() {
+  check_prerequisites
+  build_shardgate
+  WORK=$(mktemp -d -t shardgate-idle.XXXXXX)
+
+  start_shardgate
+  measure shardgate "$SHARDGATE_PORT"
+  if grep -qv -e '^listening ' -e '^INFO ' "$WORK/shardgate.log"; then
+    log "shardgate logged:"$'\n'"$(grep -v -e '^listening ' -e '^INFO ' "$WORK/shardgate.log" | head -20)"
+  fi
+
+  start_nginx
+  measure nginx "$NGINX_PORT"
+
+  printf '%s\n' "${SUMMARY[@]}"
+}
+
+main "$@"
