@@ -402,3 +402,332 @@ fn empty_line_after_a_body_before_the_next_request_is_ignored() {
         assert_eq!(client.read_response().body_str(), "/q");
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Keep-alive and pipelining: RFC 9112 §9.3.
+// ---------------------------------------------------------------------------------------------
+
+/// RFC 9112 §9.3.2: pipelined requests are answered in order; once one is refused and the
+/// connection closed, the answers before it are still delivered and nothing after it is read
+/// as a request (nginx does exactly this).
+#[test]
+fn pipelined_requests_after_a_malformed_one_are_not_processed() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        for bad in [
+            &b"GET /b HTTP/1.1\r\nHost: test\r\nContent-Length: x\r\n\r\n"[..],
+            b"GET /b HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST /b HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"GET /b HTTP/1.1\r\nHost: test\r\nHost: other\r\n\r\n",
+        ] {
+            let mut client = Client::connect(gw.addr());
+            let mut burst = b"GET /a HTTP/1.1\r\nHost: test\r\n\r\n".to_vec();
+            burst.extend_from_slice(bad);
+            burst.extend_from_slice(b"GET /c HTTP/1.1\r\nHost: test\r\n\r\n");
+            client.send(&burst);
+            let first = client.read_response();
+            assert_eq!((first.status, first.body_str().as_str()), (200, "/a"));
+            let second = client.read_response();
+            assert_eq!(
+                second.status,
+                400,
+                "after {:?}",
+                String::from_utf8_lossy(bad)
+            );
+            second.assert_generated();
+            client.expect_closed();
+            assert_eq!(origin.recv().target, "/a");
+            origin.assert_no_request();
+        }
+    });
+}
+
+/// RFC 9112 §9.6: the response to a request carrying `Connection: close` SHOULD say close,
+/// and the server closes after it, whether the route is proxied or direct.
+#[test]
+fn response_to_connection_close_says_close() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = Conf::new(driver)
+            .upstream("o", &[origin.addr()])
+            .direct("direct", "path = \"/direct\"", "direct")
+            .proxy_all("o")
+            .start();
+        for path in ["/direct", "/proxied", "/missing%zz"] {
+            let (mut client, resp) = exchange(
+                &gw,
+                format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            assert!(
+                resp.headers_named("connection")
+                    .iter()
+                    .any(|v| v.eq_ignore_ascii_case("close")),
+                "GET {path}: no Connection: close in {:?}",
+                resp.headers
+            );
+            client.expect_closed();
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request targets: RFC 9112 §3.2, RFC 3986.
+// ---------------------------------------------------------------------------------------------
+
+/// RFC 9112 §3.2.2: a proxy receiving an absolute-form target MUST ignore the Host field and
+/// generate a new Host from the target; the upstream gets origin-form. Routing uses the
+/// target's authority too.
+#[test]
+fn absolute_form_target_replaces_the_host_field() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = Conf::new(driver)
+            .upstream("o", &[origin.addr()])
+            .route("named", "hosts = [\"other.test\"]\nupstream = \"o\"")
+            .direct("any", "", "wrong route")
+            .start();
+        let (_client, resp) = exchange(
+            &gw,
+            b"GET http://other.test:8080/abs/x?q=1 HTTP/1.1\r\nHost: client.test\r\n\r\n",
+        );
+        assert_eq!((resp.status, resp.body_str().as_str()), (200, "/abs/x?q=1"));
+        let seen = origin.recv();
+        assert_eq!(seen.target, "/abs/x?q=1");
+        assert_eq!(seen.headers_named("host"), ["other.test:8080"]);
+        assert!(
+            !String::from_utf8_lossy(&seen.raw_head).contains("client.test"),
+            "the ignored Host leaked upstream: {:?}",
+            String::from_utf8_lossy(&seen.raw_head)
+        );
+
+        // Scheme and host are case-insensitive (RFC 3986 §3.1, §3.2.2).
+        let (_client, resp) = exchange(
+            &gw,
+            b"GET HTTP://OTHER.TEST/upper HTTP/1.1\r\nHost: client.test\r\n\r\n",
+        );
+        assert_eq!((resp.status, resp.body_str().as_str()), (200, "/upper"));
+        origin.recv();
+    });
+}
+
+/// RFC 9112 §3.2.1: an empty path is sent as "/" in origin-form, query kept.
+#[test]
+fn absolute_form_without_a_path_is_forwarded_as_slash() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        for (target, forwarded) in [
+            ("http://a.test", "/"),
+            ("http://a.test:81", "/"),
+            ("http://a.test?x=1", "/?x=1"),
+        ] {
+            let request = format!("GET {target} HTTP/1.1\r\nHost: a.test\r\n\r\n");
+            let (_client, resp) = exchange(&gw, request.as_bytes());
+            assert_eq!(
+                (resp.status, resp.body_str().as_str()),
+                (200, forwarded),
+                "GET {target}"
+            );
+            origin.recv();
+        }
+    });
+}
+
+/// RFC 9110 §4.2.4: a recipient SHOULD treat userinfo in an http(s) URI as an error; it is a
+/// classic way to make the proxy and the upstream disagree on the host (nginx: 400).
+#[test]
+fn absolute_form_with_userinfo_is_400() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        for target in [
+            "http://user@a.test/x",
+            "http://user:pw@a.test/x",
+            "http://a.test@b.test/x",
+        ] {
+            let request = format!("GET {target} HTTP/1.1\r\nHost: a.test\r\n\r\n");
+            assert_refused(&gw, &origin, request.as_bytes(), &[400], false);
+        }
+    });
+}
+
+/// RFC 9112 §3.2.4: the asterisk-form is only for a server-wide OPTIONS. A gateway may
+/// forward it (HAProxy) or answer it itself (nginx answers 400); if it forwards, the target
+/// stays `*`. Any other method with `*` is a bad request.
+#[test]
+fn asterisk_form_is_kept_for_options_and_refused_otherwise() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        let (_client, resp) = exchange(&gw, b"OPTIONS * HTTP/1.1\r\nHost: test\r\n\r\n");
+        if resp
+            .header("server")
+            .is_some_and(|s| s.contains("shardgate"))
+        {
+            origin.assert_no_request();
+        } else {
+            assert_eq!(resp.status, 200);
+            let seen = origin.recv();
+            assert_eq!(
+                (seen.method.as_str(), seen.target.as_str()),
+                ("OPTIONS", "*")
+            );
+        }
+        for method in ["GET", "POST", "HEAD"] {
+            let request = format!("{method} * HTTP/1.1\r\nHost: test\r\n\r\n");
+            assert_refused(&gw, &origin, request.as_bytes(), &[400], false);
+        }
+    });
+}
+
+/// RFC 3986 §3.5 / RFC 9112 §3.2: a fragment is never part of a request target. Envoy rejects
+/// it (400, since 1.19.1), HAProxy rejects it (400, CVE-2023-45539), nginx matches locations
+/// without it. A gateway that keeps `#frag` in the path it routes on lets `/admin#x` slip
+/// past a route guarding `/admin` while the upstream, which drops the fragment, serves
+/// /admin: an access-control bypass. So: 400, or route and forward without the fragment.
+#[test]
+fn fragment_in_the_target_never_bypasses_a_route() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = Conf::new(driver)
+            .upstream("o", &[origin.addr()])
+            .route(
+                "guard",
+                "path_prefix = \"/admin\"\ndirect = { status = 403, body = \"denied\", content_type = \"text/plain\" }",
+            )
+            .proxy_all("o")
+            .start();
+        for target in ["/admin#x", "/admin#", "/admin#/../public"] {
+            let (_client, resp) = exchange(
+                &gw,
+                format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+            );
+            assert!(
+                resp.status == 400 || resp.status == 403,
+                "GET {target} was answered {} {} (body {:?}): the fragment took it past the \
+                 /admin route",
+                resp.status,
+                resp.reason,
+                resp.body_str()
+            );
+            origin.assert_no_request();
+        }
+        for target in ["/public#frag", "/public?q=1#frag"] {
+            let (_client, resp) = exchange(
+                &gw,
+                format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+            );
+            if resp.status == 400 {
+                origin.assert_no_request();
+                continue;
+            }
+            assert_eq!(resp.status, 200, "GET {target}");
+            let seen = origin.recv();
+            assert!(
+                !seen.target.contains('#'),
+                "GET {target}: the fragment was forwarded upstream as {:?}",
+                seen.target
+            );
+        }
+    });
+}
+
+/// RFC 3986 §6.2.2: empty segments are significant; normalisation does not merge slashes
+/// (nginx with proxy_pass without a URI, HAProxy and Envoy all forward them as sent).
+#[test]
+fn empty_path_segments_are_forwarded_as_sent() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        for target in ["//a//b", "/a//", "/a///b?x=//y"] {
+            let (_client, resp) = exchange(
+                &gw,
+                format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+            );
+            assert_eq!(resp.status, 200, "GET {target}");
+            assert_eq!(origin.recv().target, target);
+        }
+    });
+}
+
+/// A query close to max_uri_bytes, full of characters a normaliser might touch, reaches the
+/// upstream byte for byte (RFC 3986 §6.2.2 covers the path only).
+#[test]
+fn long_query_is_forwarded_byte_exact() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        let mut query = String::from("?");
+        while query.len() < 7800 {
+            query.push_str("a=%2e%2e/../%2F&b=%41%zz+x;y=z&");
+        }
+        let target = format!("/q{query}");
+        let (_client, resp) = exchange(
+            &gw,
+            format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(resp.status, 200);
+        assert_eq!(origin.recv().target, target);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host: RFC 9112 §3.2, RFC 9110 §7.2.
+// ---------------------------------------------------------------------------------------------
+
+/// Host = uri-host [ ":" port ]: reg-names in any case, with a port, a trailing dot, IPv4 and
+/// bracketed IPv6 literals are all valid and forwarded as sent; host routing is
+/// case-insensitive and ignores the port.
+#[test]
+fn valid_host_forms_are_accepted_and_preserved() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = Conf::new(driver)
+            .upstream("o", &[origin.addr()])
+            .route("named", "hosts = [\"example.com\"]\nupstream = \"o\"")
+            .direct("any", "", "any")
+            .start();
+        for host in ["example.com", "EXAMPLE.com:80", "Example.COM:8080"] {
+            let (_client, resp) = exchange(
+                &gw,
+                format!("GET /h HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+            );
+            assert_eq!(
+                (resp.status, resp.body_str().as_str()),
+                (200, "/h"),
+                "Host: {host}"
+            );
+            assert_eq!(origin.recv().headers_named("host"), [host]);
+        }
+        for host in [
+            "[::1]",
+            "[::1]:8080",
+            "127.0.0.1:8080",
+            "a-b.c_d.test",
+            "x.test.",
+        ] {
+            let (_client, resp) = exchange(
+                &gw,
+                format!("GET /h HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+            );
+            assert_eq!(resp.status, 200, "Host: {host}");
+        }
+    });
+}
+
+/// RFC 9112 §3.2: a server MUST answer 400 to a Host field with an invalid value.
+#[test]
+fn invalid_host_values_are_400() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        for host in [
+            "a/b", "a@b", "a\\b", "a b", "[::1", "::1", "a:b", "a:1:2", "a?b", "a#b", "[::1]x",
+        ] {
+            let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert_refused(&gw, &origin, request.as_bytes(), &[400], false);
+        }
+    });
+}
