@@ -731,3 +731,224 @@ fn invalid_host_values_are_400() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Methods and versions: RFC 9110 §9.1, §2.5; RFC 9112 §2.3.
+// ---------------------------------------------------------------------------------------------
+
+/// RFC 9110 §9.1: the method token is case-sensitive. `get` is not GET: it is forwarded as
+/// sent (HAProxy does; nginx refuses lowercase methods with 400), does not match a route
+/// limited to GET, and `head` is not HEAD (its response has a body that must be relayed, or
+/// the connection desyncs).
+#[test]
+fn lowercase_methods_are_distinct_tokens_forwarded_as_sent() {
+    for_each_driver(|driver| {
+        let origin = Origin::start(|req| Reply::ok(format!("{} {}", req.method, req.target)));
+        let gw = Conf::new(driver)
+            .upstream("o", &[origin.addr()])
+            .route(
+                "get-only",
+                "path = \"/m\"\nmethods = [\"GET\"]\ndirect = { status = 200, body = \"GET route\", content_type = \"text/plain\" }",
+            )
+            .proxy_all("o")
+            .start();
+        let mut client = Client::connect(gw.addr());
+        client.send(b"get /m HTTP/1.1\r\nHost: test\r\n\r\n");
+        assert_eq!(client.read_response().body_str(), "get /m");
+        assert_eq!(origin.recv().method, "get");
+
+        client.send(b"head /h HTTP/1.1\r\nHost: test\r\n\r\n");
+        let resp = client.read_response();
+        assert_eq!(
+            resp.body_str(),
+            "head /h",
+            "`head` is not HEAD: the body belongs to it"
+        );
+        assert_eq!(origin.recv().method, "head");
+        assert_eq!(client.get("/after").body_str(), "GET /after");
+    });
+}
+
+/// RFC 9110 §9.1/§16.1: methods are an open set of tokens; unknown ones are forwarded with
+/// their bodies.
+#[test]
+fn unknown_methods_are_forwarded_with_their_bodies() {
+    for_each_driver(|driver| {
+        let origin = Origin::start(|req| {
+            Reply::ok(format!(
+                "{} {}",
+                req.method,
+                String::from_utf8_lossy(&req.body)
+            ))
+        });
+        let gw = through(driver, &origin);
+        let mut client = Client::connect(gw.addr());
+        for method in ["PROPFIND", "PURGE", "X-CUSTOM_1", "M!#$%&'*+.^`|~"] {
+            client.send(
+                format!("{method} /u HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\n\r\nabc")
+                    .as_bytes(),
+            );
+            let resp = client.read_response();
+            assert_eq!(
+                (resp.status, resp.body_str()),
+                (200, format!("{method} abc")),
+                "{method}"
+            );
+            assert_eq!(origin.recv().method, method);
+        }
+    });
+}
+
+/// RFC 9112 §2.3: HTTP-name is case-sensitive `HTTP`; `http/1.1` is not a version at all, so
+/// the request line is malformed: 400, not 505 (nginx: 400).
+#[test]
+fn lowercase_protocol_name_is_400() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        for version in ["http/1.1", "Http/1.1", "HTTP/1", "HTTP/1.1.1", "HTTP/11"] {
+            let request = format!("GET / {version}\r\nHost: test\r\n\r\n");
+            assert_refused(&gw, &origin, request.as_bytes(), &[400], false);
+        }
+    });
+}
+
+/// RFC 9110 §2.5: a recipient that implements HTTP/1.1 and receives a higher minor version
+/// SHOULD process it as HTTP/1.1. nginx (1.22, checked) and HAProxy serve `HTTP/1.2` as 1.1.
+/// (The project spec, issue 2, lists "versions other than 1.0/1.1 → 505"; this test follows
+/// the RFC.)
+#[test]
+fn higher_http1_minor_version_is_served_as_http11() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        let (_client, resp) = exchange(&gw, b"GET /v12 HTTP/1.2\r\nHost: test\r\n\r\n");
+        assert_eq!(
+            resp.status, 200,
+            "HTTP/1.2 answered {} {}",
+            resp.status, resp.reason
+        );
+        let seen = origin.recv();
+        assert_eq!(
+            (seen.target.as_str(), seen.version.as_str()),
+            ("/v12", "HTTP/1.1")
+        );
+    });
+}
+
+/// RFC 9110 §10.1.1: an expectation other than 100-continue MAY be answered 417; when the
+/// gateway does, the answer is its own (Date, Server) and nothing is forwarded.
+#[test]
+fn unknown_expectation_is_answered_by_the_gateway_or_ignored() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        let (_client, resp) = exchange(
+            &gw,
+            b"GET /e HTTP/1.1\r\nHost: test\r\nExpect: teapot\r\n\r\n",
+        );
+        if resp.status == 417 {
+            resp.assert_generated();
+            origin.assert_no_request();
+        } else {
+            assert_eq!(resp.status, 200);
+            origin.recv();
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the upstream sees: RFC 9110 §7.6.
+// ---------------------------------------------------------------------------------------------
+
+/// Field names keep their case and repeated fields their order (RFC 9110 §5.3: order of
+/// same-name lines is significant).
+#[test]
+fn field_name_case_and_order_are_preserved_upstream() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        let (_client, resp) = exchange(
+            &gw,
+            b"GET /c HTTP/1.1\r\nHost: test\r\nx-CuStOm-Name: v\r\nX-A: 1\r\nX-B: 2\r\n\
+              x-a: 3\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
+        );
+        assert_eq!(resp.status, 200);
+        let seen = origin.recv();
+        let head = String::from_utf8_lossy(&seen.raw_head);
+        assert!(head.contains("\r\nx-CuStOm-Name: v\r\n"), "{head}");
+        let order: Vec<_> = seen
+            .headers
+            .iter()
+            .filter(|(n, _)| ["x-a", "x-b"].contains(&n.to_ascii_lowercase().as_str()))
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect();
+        assert_eq!(order, ["X-A: 1", "X-B: 2", "x-a: 3"]);
+        assert_eq!(seen.headers_named("cookie"), ["a=1", "b=2"]);
+    });
+}
+
+/// RFC 9110 §11.7.2 lets a proxy relay Proxy-Authorization; nginx forwards it untouched and
+/// so does this gateway (it is not hop-by-hop in §7.6.1's list).
+#[test]
+fn proxy_authorization_is_forwarded() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        let (_client, resp) = exchange(
+            &gw,
+            b"GET /pa HTTP/1.1\r\nHost: test\r\nProxy-Authorization: Basic dTpw\r\n\r\n",
+        );
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            origin.recv().headers_named("proxy-authorization"),
+            ["Basic dTpw"]
+        );
+    });
+}
+
+/// RFC 9110 §7.6.2: an intermediary receiving OPTIONS or TRACE with Max-Forwards MUST
+/// decrement it when forwarding, and MUST answer itself when it is 0. For other methods it
+/// MAY be ignored (and is forwarded unchanged).
+#[test]
+fn max_forwards_is_decremented_for_options_and_trace() {
+    for_each_driver(|driver| {
+        let origin = Origin::echo_target();
+        let gw = through(driver, &origin);
+        let (_client, resp) = exchange(
+            &gw,
+            b"GET /mf HTTP/1.1\r\nHost: test\r\nMax-Forwards: 0\r\n\r\n",
+        );
+        assert_eq!(resp.status, 200);
+        origin.recv();
+
+        for method in ["OPTIONS", "TRACE"] {
+            let (_client, resp) = exchange(
+                &gw,
+                format!("{method} /mf HTTP/1.1\r\nHost: test\r\nMax-Forwards: 5\r\n\r\n")
+                    .as_bytes(),
+            );
+            assert_eq!(resp.status, 200, "{method}");
+            assert_eq!(
+                origin.recv().headers_named("max-forwards"),
+                ["4"],
+                "{method} with Max-Forwards: 5 must reach the upstream with 4"
+            );
+
+            let (_client, resp) = exchange(
+                &gw,
+                format!("{method} /mf HTTP/1.1\r\nHost: test\r\nMax-Forwards: 0\r\n\r\n")
+                    .as_bytes(),
+            );
+            origin.assert_no_request();
+            assert!(
+                resp.header("server")
+                    .is_some_and(|s| s.contains("shardgate")),
+                "{method} with Max-Forwards: 0 must be answered by the gateway itself, got \
+                 {} {:?}",
+                resp.status,
+                resp.headers
+            );
+        }
+    });
+}
