@@ -16,6 +16,28 @@ fn through(driver: &str, origin: &Origin) -> Gateway {
         .start()
 }
 
+/// An upstream that answers every request on a connection with the bytes `answer` builds, and
+/// keeps the connection open (so a connection wrongly pooled would be reused).
+fn scripted(answer: impl Fn(&Request) -> Vec<u8> + Send + Sync + 'static) -> Origin {
+    Origin::raw(move |mut conn| {
+        while let Some(req) = conn.read_request() {
+            if !conn.write(&answer(&req)) {
+                break;
+            }
+        }
+    })
+}
+
+/// An upstream that answers one request with `answer`, then closes (close-delimited bodies).
+fn answers_then_closes(answer: &'static [u8]) -> Origin {
+    Origin::raw(move |mut conn| {
+        if conn.read_request().is_some() {
+            conn.write(answer);
+        }
+        conn.close();
+    })
+}
+
 /// Sends `request` on a fresh connection and returns the first final response.
 fn exchange(gw: &Gateway, request: &[u8]) -> (Client, Response) {
     let mut client = Client::connect(gw.addr());
@@ -40,6 +62,24 @@ fn assert_refused(gw: &Gateway, origin: &Origin, request: &[u8], statuses: &[u16
         client.expect_closed();
     }
     origin.assert_no_request();
+}
+
+/// A response head the client can find the end of: Content-Length, chunked, or a close.
+fn assert_delimited(resp: &Response, what: &str) {
+    let chunked = resp
+        .headers_named("transfer-encoding")
+        .iter()
+        .any(|v| v.to_ascii_lowercase().contains("chunked"));
+    let closes = resp
+        .headers_named("connection")
+        .iter()
+        .any(|v| v.eq_ignore_ascii_case("close"));
+    assert!(
+        resp.has_header("content-length") || chunked || closes,
+        "{what}: a keep-alive response without Content-Length or chunked framing; the client \
+         cannot tell where its body ends:\n{}",
+        String::from_utf8_lossy(&resp.raw_head)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -950,5 +990,390 @@ fn max_forwards_is_decremented_for_options_and_trace() {
                 resp.headers
             );
         }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses from the upstream: RFC 9112 §6, RFC 9110 §15.
+// ---------------------------------------------------------------------------------------------
+
+/// RFC 9110 §7.6.1: a proxy removes the fields the upstream's Connection names, but framing
+/// is its own job: the client must still be able to find the end of the body. An upstream
+/// saying `Connection: Content-Length` must not make the gateway send a keep-alive response
+/// without any framing (the next response would be read as this body). nginx keeps
+/// Content-Length in this case.
+#[test]
+fn connection_option_naming_content_length_keeps_the_response_framed() {
+    for_each_driver(|driver| {
+        let origin = scripted(|_| {
+            b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\nhello"
+                .to_vec()
+        });
+        let gw = through(driver, &origin);
+        let mut client = Client::connect(gw.addr());
+        client.send(b"GET /a HTTP/1.1\r\nHost: test\r\n\r\n");
+        let head = client.read_head_only();
+        assert_eq!(head.status, 200);
+        assert_delimited(&head, "upstream sent Connection: Content-Length");
+
+        let mut client = Client::connect(gw.addr());
+        for path in ["/a", "/b"] {
+            let resp = client.get(path);
+            assert_eq!(
+                (resp.status, resp.body_str().as_str()),
+                (200, "hello"),
+                "{path}"
+            );
+        }
+    });
+}
+
+/// RFC 9110 §6.6.1: a recipient with a clock that forwards a response without Date MUST add
+/// one. An upstream `Connection: Date` removes the upstream's Date, so the gateway adds its
+/// own.
+#[test]
+fn forwarded_responses_always_carry_a_date() {
+    for_each_driver(|driver| {
+        let origin = scripted(|req| {
+            match req.target.as_str() {
+            "/named" => b"HTTP/1.1 200 OK\r\nConnection: Date\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            "/dated" => b"HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        }
+        });
+        let gw = through(driver, &origin);
+        let mut client = Client::connect(gw.addr());
+        let undated = client.get("/undated");
+        assert_eq!(
+            undated.headers_named("date").len(),
+            1,
+            "{:?}",
+            undated.headers
+        );
+        assert!(undated.header("date").unwrap().ends_with(" GMT"));
+        let dated = client.get("/dated");
+        assert_eq!(
+            dated.headers_named("date"),
+            ["Mon, 01 Jan 2024 00:00:00 GMT"],
+            "the upstream's Date is kept, once"
+        );
+        let named = client.get("/named");
+        assert_eq!(
+            named.headers_named("date").len(),
+            1,
+            "no Date forwarded after the upstream's Connection: Date: {:?}",
+            named.headers
+        );
+    });
+}
+
+/// RFC 9110 §8.6: `Content-Length: 5, 5` or two equal lines MAY be accepted only by replacing
+/// them with one valid field; a proxy never forwards the list (nginx ≥ 1.23 answers 502,
+/// 1.22 sends one line). Strict clients refuse the list form.
+#[test]
+fn repeated_upstream_content_length_is_sent_once_or_refused() {
+    for_each_driver(|driver| {
+        let origin = scripted(|req| match req.target.as_str() {
+            "/list" => b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello".to_vec(),
+            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+        });
+        let gw = through(driver, &origin);
+        for path in ["/list", "/lines"] {
+            let mut client = Client::connect(gw.addr());
+            client.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+            let head = client.read_head_only();
+            if head.status == 502 {
+                head.assert_generated();
+                continue;
+            }
+            assert_eq!(head.status, 200);
+            assert_eq!(
+                head.headers_named("content-length"),
+                ["5"],
+                "GET {path}: forwarded {:?}",
+                String::from_utf8_lossy(&head.raw_head)
+            );
+        }
+    });
+}
+
+/// RFC 9112 §6.1: Transfer-Encoding is hop-by-hop, so the gateway re-frames, but it may only
+/// drop codings it actually decoded. Passing a `gzip, chunked` body on as plain chunked hands
+/// the client compressed bytes labelled as identity. nginx (≥ 1.23) answers 502 to any
+/// upstream Transfer-Encoding other than `chunked`; chunked applied twice is forbidden by
+/// §6.1 and refused the same way.
+#[test]
+fn upstream_transfer_codings_are_never_silently_dropped() {
+    // "hello" gzip-compressed; what matters is that these bytes are not the content.
+    const GZ: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcbH\xcd\xc9\xc9\x07\x00\x86\xa6\x106\x05\x00\x00\x00";
+    for_each_driver(|driver| {
+        let origin = scripted(|req| {
+            let mut out = match req.target.as_str() {
+                "/gzip-chunked" => {
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec()
+                }
+                _ => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    .to_vec(),
+            };
+            out.extend(common::wire::encode_chunked(GZ, 7));
+            out
+        });
+        let gw = through(driver, &origin);
+        for path in ["/gzip-chunked", "/gzip-lines"] {
+            let resp = Client::connect(gw.addr()).get(path);
+            if resp.status == 502 {
+                resp.assert_generated();
+                continue;
+            }
+            let codings = resp.headers_named("transfer-encoding").join(", ");
+            assert!(
+                codings.to_ascii_lowercase().contains("gzip"),
+                "GET {path}: the upstream's gzip transfer coding was dropped; the client got \
+                 {} compressed bytes as the content with Transfer-Encoding {codings:?}",
+                resp.body.len()
+            );
+        }
+
+        let doubled = scripted(|_| {
+            let mut out =
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n".to_vec();
+            out.extend(common::wire::encode_chunked(
+                &common::wire::encode_chunked(b"hello", 5),
+                64,
+            ));
+            out
+        });
+        let gw = through(driver, &doubled);
+        let resp = Client::connect(gw.addr()).get("/double");
+        assert!(
+            resp.status == 502 || resp.body_str() == "hello",
+            "chunked applied twice answered {} with body {:?}",
+            resp.status,
+            resp.body_str()
+        );
+    });
+}
+
+/// RFC 9112 §6.1 and §6.3: an HTTP/1.0 response with Transfer-Encoding has faulty framing; the
+/// recipient closes after it. What it must not do is pass the chunk framing on as content:
+/// nginx decodes the chunks (client gets "hello"); refusing with 502 is also safe.
+#[test]
+fn http10_upstream_response_with_chunked_is_decoded_or_refused() {
+    for_each_driver(|driver| {
+        let origin = answers_then_closes(
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        );
+        let gw = through(driver, &origin);
+        let resp = Client::connect(gw.addr()).get("/te10");
+        assert!(
+            resp.status == 502 || (resp.status == 200 && resp.body_str() == "hello"),
+            "answered {} with body {:?}: the chunk framing was relayed as content",
+            resp.status,
+            resp.body_str()
+        );
+    });
+}
+
+/// RFC 9112 §6.3 rule 8: an HTTP/1.0 response without a length runs to the close. The 1.1
+/// client gets it framed (chunked) and keeps its connection.
+#[test]
+fn http10_upstream_response_without_length_reaches_the_client_framed() {
+    for_each_driver(|driver| {
+        let origin = answers_then_closes(b"HTTP/1.0 200 OK\r\nX-Old: 1\r\n\r\nold body");
+        let gw = through(driver, &origin);
+        let mut client = Client::connect(gw.addr());
+        client.send(b"GET /old HTTP/1.1\r\nHost: test\r\n\r\n");
+        let head = client.read_head_only();
+        assert_delimited(&head, "close-delimited HTTP/1.0 upstream response");
+        drop(client);
+        let mut client = Client::connect(gw.addr());
+        let resp = client.get("/old");
+        assert_eq!((resp.status, resp.body_str().as_str()), (200, "old body"));
+        assert_eq!(resp.header("x-old"), Some("1"));
+        assert!(
+            resp.header("via").is_some_and(|v| v.starts_with("1.0 ")),
+            "Via names the received protocol, 1.0: {:?}",
+            resp.headers
+        );
+    });
+}
+
+/// RFC 9110 §9.3.2 and §15.3.5 / §15.4.5: no body follows a response to HEAD, a 204 or a 304,
+/// whatever the upstream sends after the head. Stray bytes from a broken upstream never reach
+/// the client nor the next exchange.
+#[test]
+fn stray_bytes_after_bodiless_upstream_responses_are_not_relayed() {
+    for_each_driver(|driver| {
+        let origin = scripted(|req| match req.target.as_str() {
+            "/204" => b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+            "/304" => {
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 1234\r\nETag: \"v\"\r\n\r\nhello"
+                    .to_vec()
+            }
+            // Answers HEAD like GET, body included.
+            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+        });
+        let gw = through(driver, &origin);
+        let mut client = Client::connect(gw.addr());
+        client.send(b"HEAD /h HTTP/1.1\r\nHost: test\r\n\r\n");
+        let head = client.read_head_response();
+        assert_eq!(
+            (head.status, head.header("content-length")),
+            (200, Some("5"))
+        );
+        assert_eq!(client.get("/g").body_str(), "hello", "after HEAD");
+
+        let no_content = client.get("/204");
+        assert_eq!(no_content.status, 204);
+        assert_eq!(client.get("/g").body_str(), "hello", "after 204");
+
+        let not_modified = client.get("/304");
+        assert_eq!(not_modified.status, 304);
+        assert_eq!(not_modified.header("etag"), Some("\"v\""));
+        assert_eq!(client.get("/g").body_str(), "hello", "after 304");
+    });
+}
+
+/// RFC 9110 §5.3: the order of same-name field lines is significant (Set-Cookie above all),
+/// and so is their interleaving with other fields when relayed.
+#[test]
+fn upstream_field_order_is_preserved() {
+    for_each_driver(|driver| {
+        let origin = Origin::start(|_| {
+            Reply::ok("x")
+                .header("Set-Cookie", "a=1; Path=/")
+                .header("X-Dup", "1")
+                .header("Set-Cookie", "b=2, c=3")
+                .header("X-Other", "o")
+                .header("x-dup", "2")
+                .header("Set-Cookie", "d=4")
+        });
+        let gw = through(driver, &origin);
+        let resp = Client::connect(gw.addr()).get("/order");
+        assert_eq!(
+            resp.headers_named("set-cookie"),
+            ["a=1; Path=/", "b=2, c=3", "d=4"]
+        );
+        let order: Vec<_> = resp
+            .headers
+            .iter()
+            .filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-") && n != "X-Request-Id")
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect();
+        assert_eq!(order, ["X-Dup: 1", "X-Other: o", "x-dup: 2"]);
+    });
+}
+
+/// RFC 9112 §5.2 / §5.1 and RFC 9110 §5.5: a response with obs-fold, whitespace before a colon,
+/// a bare CR or NUL in a field is invalid. A proxy answers 502 (nginx does) or repairs it;
+/// it never relays a line that a client could split into two fields.
+#[test]
+fn malformed_upstream_field_lines_are_502_or_repaired() {
+    for_each_driver(|driver| {
+        let origin = scripted(|req| match req.target.as_str() {
+            "/fold" => b"HTTP/1.1 200 OK\r\nX-F: a\r\n b\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            "/space" => b"HTTP/1.1 200 OK\r\nX-S : 1\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            "/cr" => {
+                b"HTTP/1.1 200 OK\r\nX-C: a\rSet-Cookie: evil=1\r\nContent-Length: 2\r\n\r\nok"
+                    .to_vec()
+            }
+            _ => b"HTTP/1.1 200 OK\r\nX-N: a\0b\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        });
+        let gw = through(driver, &origin);
+        for path in ["/fold", "/space", "/cr", "/nul"] {
+            let resp = Client::connect(gw.addr()).get(path);
+            if resp.status == 502 {
+                resp.assert_generated();
+                continue;
+            }
+            assert_eq!(
+                (resp.status, resp.body_str().as_str()),
+                (200, "ok"),
+                "{path}"
+            );
+            let raw = &resp.raw_head;
+            let bad = raw
+                .windows(3)
+                .any(|w| w[..2] == *b"\r\n" && (w[2] == b' ' || w[2] == b'\t'))
+                || raw.contains(&0)
+                || raw
+                    .iter()
+                    .enumerate()
+                    .any(|(i, &b)| b == b'\r' && raw.get(i + 1) != Some(&b'\n'))
+                || String::from_utf8_lossy(raw).contains("X-S :")
+                || resp.has_header("set-cookie");
+            assert!(
+                !bad,
+                "GET {path}: relayed unrepaired: {:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    });
+}
+
+/// RFC 9110 §15.2: 1xx responses other than 101 may precede the final one; whatever the
+/// gateway does with them (RFC: forward; many proxies drop all but 100/103), the final
+/// response arrives intact, the connection stays in sync, and an HTTP/1.0 client never sees
+/// a 1xx.
+#[test]
+fn unknown_interim_responses_do_not_disturb_the_final_one() {
+    for_each_driver(|driver| {
+        let origin = scripted(|_| {
+            b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 199 Whatever\r\nX-I: 1\r\n\r\n\
+              HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                .to_vec()
+        });
+        let gw = through(driver, &origin);
+        let mut client = Client::connect(gw.addr());
+        for _ in 0..2 {
+            client.send(b"GET /i HTTP/1.1\r\nHost: test\r\n\r\n");
+            let mut resp = client.read_response();
+            while resp.status < 200 {
+                assert_ne!(resp.status, 101);
+                resp = client.read_response();
+            }
+            assert_eq!((resp.status, resp.body_str().as_str()), (200, "ok"));
+        }
+        let (_client, resp) = exchange(&gw, b"GET /i HTTP/1.0\r\n\r\n");
+        assert_eq!(
+            (resp.status, resp.body_str().as_str()),
+            (200, "ok"),
+            "an HTTP/1.0 client got a 1xx"
+        );
+    });
+}
+
+/// RFC 9110 §15.2.2: 101 answers an Upgrade the client asked for. The gateway forwarded no
+/// Upgrade, so a 101 is a broken upstream: 502, and nothing after it is tunnelled.
+#[test]
+fn upstream_101_without_an_upgrade_is_502() {
+    for_each_driver(|driver| {
+        let origin = scripted(|_| {
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\ntunnelled bytes"
+                .to_vec()
+        });
+        let gw = through(driver, &origin);
+        let mut client = Client::connect(gw.addr());
+        let resp = client.get("/u");
+        assert_eq!(resp.status, 502);
+        resp.assert_generated();
+        assert!(!resp.body_str().contains("tunnelled"));
+        // Nothing of the 101's aftermath is left on the client connection either.
+        client.send(b"GET /again HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        assert_eq!(client.read_response().status, 502);
+        client.expect_closed();
+    });
+}
+
+/// RFC 9110 §7.6.3: each intermediary appends its Via entry, on responses too, after the
+/// upstream's; the received protocol is the upstream's version.
+#[test]
+fn via_is_appended_to_the_upstream_via_on_responses() {
+    for_each_driver(|driver| {
+        let origin = Origin::start(|_| Reply::ok("v").header("Via", "1.1 origin-cache"));
+        let gw = through(driver, &origin);
+        let resp = Client::connect(gw.addr()).get("/via");
+        let via = resp.headers_named("via").join(", ");
+        assert_eq!(via, "1.1 origin-cache, 1.1 shardgate");
     });
 }
