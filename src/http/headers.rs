@@ -24,6 +24,7 @@ pub enum Kind {
     XRequestId,
     Date,
     Server,
+    MaxForwards,
 }
 
 impl Kind {
@@ -42,6 +43,7 @@ impl Kind {
             10 if is(b"connection") => Kind::Connection,
             10 if is(b"keep-alive") => Kind::KeepAlive,
             12 if is(b"x-request-id") => Kind::XRequestId,
+            12 if is(b"max-forwards") => Kind::MaxForwards,
             14 if is(b"content-length") => Kind::ContentLength,
             15 if is(b"x-forwarded-for") => Kind::XForwardedFor,
             16 if is(b"proxy-connection") => Kind::ProxyConnection,
@@ -108,7 +110,16 @@ pub fn trim(mut v: &[u8]) -> &[u8] {
 pub fn content_length(value: &[u8]) -> Option<u64> {
     let mut found = None;
     for element in value.split(|&b| b == b',').map(trim) {
-        if element.is_empty() || element.len() > 19 || !element.iter().all(u8::is_ascii_digit) {
+        if element.is_empty() || !element.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        // 1*DIGIT allows any zero padding; 19 significant digits always fit in a u64.
+        let significant = element
+            .iter()
+            .position(|&d| d != b'0')
+            .unwrap_or(element.len() - 1);
+        let element = &element[significant..];
+        if element.len() > 19 {
             return None;
         }
         let n = element
@@ -187,6 +198,8 @@ mod tests {
     #[test]
     fn content_length_rules() {
         assert_eq!(content_length(b"0"), Some(0));
+        assert_eq!(content_length(b"000"), Some(0));
+        assert_eq!(content_length(b"00000000000000000005"), Some(5));
         assert_eq!(content_length(b"42"), Some(42));
         assert_eq!(content_length(b"42, 42"), Some(42));
         assert_eq!(content_length(b"42, 43"), None);

@@ -237,7 +237,11 @@ impl RequestHead {
             }
         }
 
-        // The request target (RFC 9112 §3.2).
+        // The request target (RFC 9112 §3.2). It has no fragment: a `#` would let a path
+        // slip past a route that guards it, so it is refused as Envoy and HAProxy do.
+        if target.contains(&b'#') {
+            return Err(ParseError::BadTarget);
+        }
         let target_range = offset(target);
         let (path_start, authority) = if target.first() == Some(&b'/') {
             (target_range.start, None)
@@ -498,6 +502,7 @@ mod tests {
                 MethodNotAllowed,
             ),
             (b"GET x HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+            (b"GET /admin#x HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
             (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
             (
                 b"GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n",

@@ -25,6 +25,9 @@ pub enum BadResponse {
     TooLarge,
     BothLengthAndChunked,
     BadContentLength,
+    /// A transfer coding other than a single `chunked`: the gateway would have to decode it to
+    /// take it off (Transfer-Encoding is hop-by-hop) and does not implement any other.
+    UnsupportedTransferCoding,
 }
 
 #[derive(Debug)]
@@ -35,6 +38,8 @@ pub struct ResponseHead {
     pub fields: Vec<Field>,
     pub connection: ConnectionOptions,
     pub framing: ResponseFraming,
+    /// The validated Content-Length, re-emitted as one field whatever the upstream sent.
+    pub content_length: Option<u64>,
     pub len: usize,
 }
 
@@ -47,6 +52,7 @@ impl Default for ResponseHead {
             fields: Vec::with_capacity(16),
             connection: ConnectionOptions::default(),
             framing: ResponseFraming::None,
+            content_length: None,
             len: 0,
         }
     }
@@ -111,7 +117,7 @@ impl ResponseHead {
 
         let mut length = None;
         let mut transfer_encoding = false;
-        let mut chunked_last = false;
+        let mut chunked = false;
         for h in res.headers.iter() {
             let field = Field {
                 name: offset(h.name.as_bytes()),
@@ -130,7 +136,12 @@ impl ResponseHead {
                 Kind::TransferEncoding => {
                     transfer_encoding = true;
                     for coding in headers::list(h.value) {
-                        chunked_last = coding.eq_ignore_ascii_case(b"chunked");
+                        // Only a single `chunked` over all lines is accepted (as nginx does
+                        // since 1.23): chunked twice, or gzip under it, can't be passed on as-is.
+                        if chunked || !coding.eq_ignore_ascii_case(b"chunked") {
+                            return Err(BadResponse::UnsupportedTransferCoding);
+                        }
+                        chunked = true;
                     }
                 }
                 Kind::Connection => self.connection.add(buf, field.value.clone()),
@@ -141,13 +152,19 @@ impl ResponseHead {
 
         let bodiless =
             method == Method::Head || self.is_interim() || self.status == 204 || self.status == 304;
+        if transfer_encoding && !chunked {
+            return Err(BadResponse::UnsupportedTransferCoding);
+        }
+        if transfer_encoding && self.version == Version::Http10 {
+            // RFC 9112 §6.1: Transfer-Encoding in a 1.0 message is faulty framing. The chunked
+            // body is still decoded, but the connection is closed after it.
+            self.connection.close = true;
+        }
+        self.content_length = length;
         self.framing = match (transfer_encoding, length) {
             (true, Some(_)) => return Err(BadResponse::BothLengthAndChunked),
             _ if bodiless => ResponseFraming::None,
-            (true, None) if chunked_last && self.version == Version::Http11 => {
-                ResponseFraming::Chunked
-            }
-            (true, None) => ResponseFraming::Close,
+            (true, None) => ResponseFraming::Chunked,
             (false, Some(n)) => ResponseFraming::Length(n),
             (false, None) => ResponseFraming::Close,
         };
@@ -179,12 +196,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h.framing, ResponseFraming::Chunked);
-        let h = parse(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-            Method::Get,
-        )
-        .unwrap();
-        assert_eq!(h.framing, ResponseFraming::Close);
+        for te in [
+            "gzip",
+            "gzip, chunked",
+            "chunked, chunked",
+            "chunked\r\nTransfer-Encoding: chunked",
+        ] {
+            let raw = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n");
+            let got = parse(raw.as_bytes(), Method::Get).err();
+            assert_eq!(got, Some(BadResponse::UnsupportedTransferCoding), "{te}");
+        }
+        let raw = b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let h = parse(raw, Method::Get).unwrap();
+        assert_eq!(h.framing, ResponseFraming::Chunked);
+        assert!(!h.keep_alive());
         let h = parse(b"HTTP/1.1 200 OK\r\n\r\n", Method::Get).unwrap();
         assert_eq!(h.framing, ResponseFraming::Close);
         let h = parse(

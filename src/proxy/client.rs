@@ -186,7 +186,37 @@ async fn exchange(
             status,
             body,
             content_type,
-        } => direct(shard, snap, conn, s, *status, body, content_type.as_bytes()).await,
+        } => {
+            direct_with(
+                shard,
+                snap,
+                conn,
+                s,
+                *status,
+                body,
+                content_type.as_bytes(),
+                &[],
+            )
+            .await
+        }
+        Action::Proxy { .. } if last_hop(&conn.buf, &s.head) => {
+            let status = if s.head.method == Method::Options {
+                200
+            } else {
+                405
+            };
+            direct_with(
+                shard,
+                snap,
+                conn,
+                s,
+                status,
+                b"",
+                b"",
+                &[(b"Allow", LAST_HOP_ALLOW)],
+            )
+            .await
+        }
         Action::Proxy { upstream, rewrite } => {
             match rewrite {
                 Some((prefix, replacement)) => {
@@ -202,9 +232,21 @@ async fn exchange(
     }
 }
 
-/// A `direct` route: the gateway answers itself. A request body is read and discarded first,
-/// so the connection can carry the next request.
-async fn direct(
+/// OPTIONS and TRACE with `Max-Forwards: 0` stop here (RFC 9110 §7.6.2): the gateway answers
+/// as the final recipient. TRACE is refused rather than echoed, so it can't reflect cookies.
+fn last_hop(buf: &[u8], head: &crate::http::request::RequestHead) -> bool {
+    matches!(head.method, Method::Options | Method::Trace)
+        && head.fields.iter().any(|f| {
+            f.kind == Kind::MaxForwards && super::head::max_forwards(f.value(buf)) == Some(0)
+        })
+}
+
+const LAST_HOP_ALLOW: &[u8] = b"GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
+
+/// The gateway answers itself (a `direct` route, or the last hop). A request body is read and
+/// discarded first, so the connection can carry the next request.
+#[allow(clippy::too_many_arguments)]
+async fn direct_with(
     shard: &Shard,
     snap: &Snapshot,
     conn: &mut Client,
@@ -212,6 +254,7 @@ async fn direct(
     status: u16,
     body: &[u8],
     content_type: &[u8],
+    extra: &[(&[u8], &[u8])],
 ) -> Outcome {
     let limits = &snap.config.server.limits;
     let mut keep_alive = s.head.keep_alive();
@@ -237,7 +280,7 @@ async fn direct(
         close: !keep_alive,
         http10: s.head.version == Version::Http10,
         request_id: None,
-        extra: &[],
+        extra,
     }
     .write(&mut s.out, &date);
     if write_all(&mut conn.stream, &mut s.out, limits.send_timeout)

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use crate::config::HostHeader;
 use crate::http::answers::{field, reason};
 use crate::http::headers::Kind;
-use crate::http::request::{BodyFraming, RequestHead, Version};
+use crate::http::request::{BodyFraming, Method, RequestHead, Version};
 use crate::http::response::ResponseHead;
 
 /// What the upstream-bound head needs besides the parsed request.
@@ -39,24 +39,37 @@ pub fn upstream_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: &F
     out.extend_from_slice(b"\r\n");
 
     let mut forwarded_for = false;
-    let mut request_id_sent = false;
+    let decrement_max_forwards = matches!(head.method, Method::Options | Method::Trace);
     for h in &head.fields {
         match h.kind {
-            Kind::Host | Kind::ContentLength | Kind::XForwardedProto | Kind::XForwardedHost => {
-                continue
-            }
+            // Written below from what the gateway decided, never copied.
+            Kind::Host
+            | Kind::ContentLength
+            | Kind::XForwardedProto
+            | Kind::XForwardedHost
+            | Kind::XRequestId => continue,
             Kind::XForwardedFor => {
                 forwarded_for = true;
                 continue;
             }
             Kind::Expect if head.expect_continue => continue,
             k if k.is_hop_by_hop() => continue,
-            Kind::XRequestId => request_id_sent = true,
             _ => {}
         }
         let name = h.name(buf);
         if head.connection.names(buf, name) {
             continue;
+        }
+        if h.kind == Kind::MaxForwards && decrement_max_forwards {
+            // RFC 9110 §7.6.2; a zero was answered by the gateway before getting here.
+            if let Some(n) = max_forwards(h.value(buf)) {
+                field(
+                    out,
+                    name,
+                    itoa::Buffer::new().format(n.saturating_sub(1)).as_bytes(),
+                );
+                continue;
+            }
         }
         field(out, name, h.value(buf));
     }
@@ -77,19 +90,12 @@ pub fn upstream_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: &F
     if f.via {
         field(out, b"Via", via_value(head.version));
     }
-    if !request_id_sent {
-        field(out, b"X-Request-Id", f.request_id);
-    }
+    field(out, b"X-Request-Id", f.request_id);
     match head.body {
         BodyFraming::None => {
             // A body-less POST still tells the upstream its length is zero, as nginx does,
             // so no upstream waits for a body that will never come.
-            if matches!(
-                head.method,
-                crate::http::request::Method::Post
-                    | crate::http::request::Method::Put
-                    | crate::http::request::Method::Patch
-            ) {
+            if matches!(head.method, Method::Post | Method::Put | Method::Patch) {
                 out.extend_from_slice(b"Content-Length: 0\r\n");
             }
         }
@@ -132,16 +138,30 @@ pub fn client_response(out: &mut Vec<u8>, ubuf: &[u8], resp: &ResponseHead, r: &
     for h in &resp.fields {
         match h.kind {
             k if k.is_hop_by_hop() => continue,
-            Kind::ContentLength if r.framing != ClientFraming::AsIs => continue,
+            // Re-emitted once below from the validated value ("5, 5" or two lines become one).
+            Kind::ContentLength => continue,
+            _ => {}
+        }
+        let name = h.name(ubuf);
+        // Connection may name end-to-end fields; it cannot take away the framing above.
+        if resp.connection.names(ubuf, name) {
+            continue;
+        }
+        match h.kind {
             Kind::Date => has_date = true,
             Kind::XRequestId => has_request_id = true,
             _ => {}
         }
-        let name = h.name(ubuf);
-        if resp.connection.names(ubuf, name) {
-            continue;
-        }
         field(out, name, h.value(ubuf));
+    }
+    if r.framing == ClientFraming::AsIs {
+        if let Some(n) = resp.content_length {
+            field(
+                out,
+                b"Content-Length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            );
+        }
     }
     // RFC 9110 §6.6.1: a recipient with a clock adds Date when forwarding a response without one.
     if !has_date && !resp.is_interim() {
@@ -189,4 +209,11 @@ fn write_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     use std::io::Write;
     // SocketAddr's Display brackets IPv6, which is what Host wants.
     let _ = write!(out, "{addr}");
+}
+
+/// A Max-Forwards value (RFC 9110 §7.6.2: 1*DIGIT); None when it is not one.
+pub fn max_forwards(value: &[u8]) -> Option<u32> {
+    crate::http::headers::content_length(value)
+        .filter(|_| !value.contains(&b','))
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
 }
