@@ -173,6 +173,15 @@ impl ConnectionOptions {
         }
     }
 
+    /// RFC 9112 §9.3: HTTP/1.1 connections persist unless `close` is listed; HTTP/1.0 ones
+    /// only when `keep-alive` is.
+    pub fn persistent(&self, version: super::request::Version) -> bool {
+        match version {
+            super::request::Version::Http11 => !self.close,
+            super::request::Version::Http10 => self.keep_alive && !self.close,
+        }
+    }
+
     /// Whether `name` was listed, so the field it names is hop-by-hop too.
     pub fn names(&self, buf: &[u8], name: &[u8]) -> bool {
         self.extra

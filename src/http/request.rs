@@ -119,10 +119,7 @@ impl Default for RequestHead {
 impl RequestHead {
     /// Whether the client wants the connection kept open after this exchange.
     pub fn keep_alive(&self) -> bool {
-        match self.version {
-            Version::Http11 => !self.connection.close,
-            Version::Http10 => self.connection.keep_alive && !self.connection.close,
-        }
+        self.connection.persistent(self.version)
     }
 
     /// Parses the head at the start of `buf`. `Ok(false)` means more bytes are needed; the

@@ -61,10 +61,7 @@ impl Default for ResponseHead {
 impl ResponseHead {
     /// Whether the upstream will keep the connection open after this response.
     pub fn keep_alive(&self) -> bool {
-        match self.version {
-            Version::Http11 => !self.connection.close,
-            Version::Http10 => self.connection.keep_alive && !self.connection.close,
-        }
+        self.connection.persistent(self.version)
     }
 
     pub fn is_interim(&self) -> bool {
