@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
     pub server: ServerFile,
@@ -15,9 +15,26 @@ pub struct File {
     pub upstreams: Vec<UpstreamFile>,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    pub admin: Option<AdminFile>,
+    pub access_log: Option<AccessLogFile>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFile {
+    #[serde(default = "default_access_log_format")]
+    pub format: String,
+    #[serde(default = "default_access_log_path")]
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerFile {
     pub listen: Vec<String>,
@@ -27,11 +44,13 @@ pub struct ServerFile {
     pub driver: String,
     #[serde(default = "default_true")]
     pub via: bool,
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: String,
     #[serde(default)]
     pub limits: LimitsFile,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsFile {
     pub max_headers: usize,
@@ -61,7 +80,7 @@ impl Default for LimitsFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
     pub name: String,
@@ -80,7 +99,7 @@ pub struct UpstreamFile {
     pub pool: PoolFile,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetFile {
     pub addr: String,
@@ -88,7 +107,7 @@ pub struct TargetFile {
     pub weight: u32,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolFile {
     pub max_idle_per_target: usize,
@@ -104,7 +123,7 @@ impl Default for PoolFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
     pub name: Option<String>,
@@ -123,7 +142,7 @@ pub struct RouteFile {
     pub direct: Option<DirectFile>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectFile {
     pub status: u16,
@@ -156,4 +175,13 @@ fn default_weight() -> u32 {
 }
 fn default_content_type() -> String {
     "text/plain".into()
+}
+fn default_drain_timeout() -> String {
+    "30s".into()
+}
+fn default_access_log_format() -> String {
+    "json".into()
+}
+fn default_access_log_path() -> String {
+    "-".into()
 }

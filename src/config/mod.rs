@@ -20,6 +20,37 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
     pub router: Router,
+    /// Absent: no admin listener.
+    pub admin: Option<Admin>,
+    /// Absent: no access log.
+    pub access_log: Option<AccessLog>,
+    /// The file as parsed, for `GET /config`.
+    pub source: file::File,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    pub format: AccessLogFormat,
+    pub path: AccessLogPath,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    Json,
+    /// The NCSA combined format, as nginx and Apache write it.
+    Combined,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogPath {
+    Stdout,
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +60,8 @@ pub struct Server {
     pub workers: usize,
     pub driver: Driver,
     pub via: bool,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
     pub limits: Limits,
 }
 

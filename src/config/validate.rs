@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::file::{File, LimitsFile, RouteFile, UpstreamFile};
 use super::{
-    Action, Balancer, Config, Driver, HostHeader, Limits, Pool, Route, Server, Target, Upstream,
+    AccessLog, AccessLogFormat, AccessLogPath, Action, Admin, Balancer, Config, Driver, HostHeader,
+    Limits, Pool, Route, Server, Target, Upstream,
 };
 use crate::router::{PathRule, RouteRule, Router};
 
@@ -87,12 +88,51 @@ pub fn validate(raw: File) -> Result<Config, Vec<String>> {
             None
         }
     };
+    let admin = raw.admin.as_ref().and_then(|a| match a.listen.parse() {
+        Ok(listen) => Some(Admin { listen }),
+        Err(_) => {
+            errs.push(
+                "admin.listen",
+                format_args!("{:?} is not an ip:port address", a.listen),
+            );
+            None
+        }
+    });
+    if let Some(a) = &admin {
+        if server.listen.contains(&a.listen) {
+            errs.push("admin.listen", "must not be one of server.listen");
+        }
+    }
+    let access_log = raw.access_log.as_ref().map(|l| AccessLog {
+        format: match l.format.as_str() {
+            "json" => AccessLogFormat::Json,
+            "combined" => AccessLogFormat::Combined,
+            other => {
+                errs.push(
+                    "access_log.format",
+                    format_args!("unknown format {other:?}; expected \"json\" or \"combined\""),
+                );
+                AccessLogFormat::Json
+            }
+        },
+        path: match l.path.as_str() {
+            "-" => AccessLogPath::Stdout,
+            "" => {
+                errs.push("access_log.path", "must be a file path or \"-\" for stdout");
+                AccessLogPath::Stdout
+            }
+            p => AccessLogPath::File(p.into()),
+        },
+    });
     match router {
         Some(router) if errs.0.is_empty() => Ok(Config {
             server,
             upstreams,
             routes,
             router,
+            admin,
+            access_log,
+            source: raw,
         }),
         _ => Err(errs.0),
     }
@@ -140,6 +180,7 @@ fn server(raw: &File, errs: &mut Errors) -> Server {
         workers: s.workers,
         driver,
         via: s.via,
+        drain_timeout: errs.duration("server.drain_timeout", &s.drain_timeout),
         limits: limits(&s.limits, errs),
     }
 }
