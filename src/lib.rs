@@ -30,6 +30,7 @@
 
 pub mod balancer;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod log;
 pub mod proxy;

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     }
-    let config = match Config::load(&args.config) {
+    let (config, hash) = match Config::load_with_hash(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         eprintln!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(config, args.workers) {
+    match run(config, hash, args.workers) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error(format_args!("{e}"));
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config, workers: Option<usize>) -> Result<(), String> {
+fn run(config: Config, hash: String, workers: Option<usize>) -> Result<(), String> {
     // Installed first, so a stop signal during start-up still ends the process cleanly.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -82,7 +82,7 @@ fn run(config: Config, workers: Option<usize>) -> Result<(), String> {
         listener::bind_all(&config.server.listen, shards).map_err(|e| e.to_string())?;
 
     let mut registry = TargetRegistry::default();
-    let shared = Shared::new(Snapshot::build(config, &mut registry, shards));
+    let shared = Shared::new(Snapshot::build(config, hash, &mut registry, shards));
 
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
     let mut threads = Vec::with_capacity(shards);

@@ -1,7 +1,7 @@
 //! The little that shards share: the snapshot behind an `ArcSwap`, and process-wide counters
 //! kept in cache-padded relaxed atomics so one shard's updates never stall another's.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -13,6 +13,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// Open client connections across all shards, for `max_connections`.
     connections: CachePadded<AtomicUsize>,
+    /// Set once a graceful shutdown begins; never cleared.
+    draining: AtomicBool,
 }
 
 impl Shared {
@@ -20,6 +22,7 @@ impl Shared {
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             connections: CachePadded::new(AtomicUsize::new(0)),
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -34,6 +37,14 @@ impl Shared {
             return None;
         }
         Some(ConnectionSlot(Arc::clone(self)))
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 
     pub fn open_connections(&self) -> usize {

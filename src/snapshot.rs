@@ -12,6 +12,9 @@ use crate::http::request::HeadLimits;
 
 pub struct Snapshot {
     pub config: Config,
+    /// Hash of the config file's bytes (16 hex digits), to tell which config is live.
+    pub hash: String,
+    pub loaded_at: std::time::SystemTime,
     /// Parallel to `config.upstreams`.
     pub upstreams: Vec<UpstreamState>,
     pub head_limits: HeadLimits,
@@ -43,7 +46,12 @@ impl TargetRegistry {
 }
 
 impl Snapshot {
-    pub fn build(config: Config, registry: &mut TargetRegistry, shards: usize) -> Snapshot {
+    pub fn build(
+        config: Config,
+        hash: String,
+        registry: &mut TargetRegistry,
+        shards: usize,
+    ) -> Snapshot {
         let upstreams = config
             .upstreams
             .iter()
@@ -71,6 +79,8 @@ impl Snapshot {
         };
         Snapshot {
             config,
+            hash,
+            loaded_at: std::time::SystemTime::now(),
             upstreams,
             head_limits,
         }

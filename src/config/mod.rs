@@ -170,15 +170,25 @@ impl Config {
     /// Reads, parses and validates the file. Blocking (file I/O and DNS for target names):
     /// never call it from a shard.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_hash(path).map(|(config, _)| config)
+    }
+
+    /// Like [`Config::load`], also returning the hash of the file's bytes (FNV-1a, 16 hex
+    /// digits): enough to tell two configs apart in metrics and logs.
+    pub fn load_with_hash(path: &Path) -> Result<(Config, String), ConfigError> {
         let fail = |e: String| ConfigError {
             file: path.to_path_buf(),
             errors: vec![e],
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        Config::parse(&text).map_err(|errors| ConfigError {
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let config = Config::parse(&text).map_err(|errors| ConfigError {
             file: path.to_path_buf(),
             errors,
-        })
+        })?;
+        Ok((config, format!("{hash:016x}")))
     }
 
     pub fn parse(text: &str) -> Result<Config, Vec<String>> {
