@@ -18,10 +18,11 @@ use super::{forward, Scratch};
 use crate::config::Action;
 use crate::http::answers::{self, Answer};
 use crate::http::headers::{self, Field, Kind};
+use crate::http::request::RequestHead;
 use crate::http::request::{check_partial, BodyFraming, Method, Version};
 use crate::http::{path, ParseError};
 use crate::router::{HeaderLookup, RouteRequest};
-use crate::shard::Shard;
+use crate::shard::{Shard, Trigger};
 use crate::shared::ConnectionSlot;
 use crate::snapshot::Snapshot;
 
@@ -50,15 +51,30 @@ pub struct Client {
     /// Bytes read from the client. A request's head starts at 0 and stays in place until the
     /// exchange ends.
     pub buf: Vec<u8>,
+    /// Fires when this connection's listener is removed or the process drains: the connection
+    /// then closes when idle, or after its current response, which says `Connection: close`.
+    stop: Trigger,
 }
 
 impl Client {
+    /// Whether the connection carries another request after this one.
+    pub fn keep_alive(&self, head: &RequestHead) -> bool {
+        head.keep_alive() && !self.stop.fired()
+    }
+
     pub fn ip(&self) -> &[u8] {
         &self.ip[..self.ip_len]
     }
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, _slot: ConnectionSlot) {
+pub async fn serve(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _slot: ConnectionSlot,
+    stop: Trigger,
+) {
+    let _active = shard.open_connection();
     let mut ip = [0u8; 46];
     let ip_len = {
         use std::io::Write;
@@ -75,6 +91,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, _slot:
         ip,
         ip_len,
         buf: Vec::new(),
+        stop,
     };
     let mut served = 0u64;
     loop {
@@ -91,9 +108,13 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, _slot:
             };
             // Strict readiness: epoll's relaxed flag is still set from the last read, which
             // would take a buffer early and skip the keep-alive timeout.
-            match monoio::time::timeout(idle, conn.stream.readable(false)).await {
-                Ok(Ok(())) => {}
-                _ => break,
+            let stop = conn.stop.clone();
+            let readable = monoio::select! {
+                _ = stop.wait() => false,
+                r = monoio::time::timeout(idle, conn.stream.readable(false)) => matches!(r, Ok(Ok(()))),
+            };
+            if !readable {
+                break;
             }
             conn.buf = shard.take_buffer();
         }
@@ -257,7 +278,7 @@ async fn direct_with(
     extra: &[(&[u8], &[u8])],
 ) -> Outcome {
     let limits = &snap.config.server.limits;
-    let mut keep_alive = s.head.keep_alive();
+    let mut keep_alive = conn.keep_alive(&s.head);
     let mut consumed = s.head.len;
     if s.head.body != BodyFraming::None {
         if s.head.expect_continue {
@@ -353,7 +374,7 @@ pub async fn answer_error(
     s: &mut Scratch,
     status: u16,
 ) -> Outcome {
-    let keep_alive = s.head.keep_alive() && s.head.body == BodyFraming::None;
+    let keep_alive = conn.keep_alive(&s.head) && s.head.body == BodyFraming::None;
     let date = shard.date.now();
     s.out.clear();
     answers::write_error(

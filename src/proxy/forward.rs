@@ -219,7 +219,7 @@ pub async fn proxy(
         ResponseFraming::Close if http11 => ClientFraming::ChunkEach,
         ResponseFraming::Chunked | ResponseFraming::Close => ClientFraming::UntilClose,
     };
-    let keep_alive = s.head.keep_alive() && framing != ClientFraming::UntilClose;
+    let keep_alive = conn.keep_alive(&s.head) && framing != ClientFraming::UntilClose;
     let date = shard.date.now();
     s.out.clear();
     head::client_response(
