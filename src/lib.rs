@@ -26,6 +26,14 @@
 //! router/                  host + path + method + header matching, compiled per snapshot
 //! balancer/                choosing a target: round_robin.rs
 //! upstream/                dialing targets; pool.rs keeps each shard's idle connections
+//!
+//! Off the request path, beside it:
+//!
+//! metrics/                 what shards count per request, summed when scraped
+//!   per_shard.rs             cache-padded single-writer cells, one per shard
+//!   histogram.rs             duration buckets (Prometheus `le`)
+//!   route.rs, target.rs      series by route name and by (upstream, target address)
+//!   text.rs, render.rs       the Prometheus text exposition, format 0.0.4
 //! ```
 
 pub mod balancer;
@@ -33,6 +41,7 @@ pub mod config;
 pub mod control;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod shard;
