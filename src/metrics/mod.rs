@@ -2,7 +2,7 @@
 //! when `/metrics` is scraped.
 //!
 //! The rules that keep this off the shards' backs:
-//! - each shard writes only its own cache-padded slot ([`per_shard`]), with relaxed atomics,
+//! - each shard writes only its own cache-padded slot (`per_shard.rs`), with relaxed atomics,
 //!   and the scrape adds the slots up;
 //! - the `record*` methods take no lock and allocate nothing (`tests/metrics_alloc.rs`);
 //! - series live in a registry keyed by route name and by (upstream name, target address),
