@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::*;
 use crate::config::Config;
 use crate::control::ReloadRequest;
-use crate::snapshot::{Snapshot, TargetRegistry};
+use crate::snapshot::{Registry, Snapshot};
 
 const CONFIG: &str = r#"
 [server]
@@ -51,7 +51,7 @@ fn start_with(settings: Settings) -> Admin {
     let snapshot = Snapshot::build(
         config,
         "0123456789abcdef".into(),
-        &mut TargetRegistry::default(),
+        &mut Registry::new(crate::metrics::Metrics::new(1)),
         1,
     );
     let shared = Shared::new(snapshot);
@@ -463,7 +463,12 @@ fn connections_past_the_cap_get_503() {
 #[test]
 fn the_public_spawn_serves() {
     let config = Config::parse(CONFIG).unwrap();
-    let snapshot = Snapshot::build(config, "h".into(), &mut TargetRegistry::default(), 1);
+    let snapshot = Snapshot::build(
+        config,
+        "h".into(),
+        &mut Registry::new(crate::metrics::Metrics::new(1)),
+        1,
+    );
     let (reload, _reloads) = crossbeam_channel::unbounded();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

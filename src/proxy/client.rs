@@ -148,7 +148,16 @@ pub async fn serve(
         scratch.record = super::Record::default();
         // Boxed so the large request future is allocated only while a request is in flight and
         // an idle connection's task stays small.
+        let started = std::time::Instant::now();
+        let sent_before = conn.bytes_sent();
         let outcome = Box::pin(exchange(&shard, &snap, &mut conn, &mut scratch)).await;
+        observe(
+            &shard,
+            &snap,
+            &scratch,
+            started.elapsed(),
+            conn.bytes_sent() - sent_before,
+        );
         shard.give_scratch(scratch);
         served += 1;
         match outcome {
@@ -163,6 +172,24 @@ pub async fn serve(
     let _ = conn.stream.shutdown().await;
     if conn.buf.capacity() > 0 {
         shard.give_buffer(conn.buf);
+    }
+}
+
+/// Counts a finished exchange in the metrics (and, soon, the access log).
+fn observe(shard: &Shard, snap: &Snapshot, s: &Scratch, elapsed: Duration, sent: u64) {
+    let r = &s.record;
+    if r.status == 0 {
+        // Nothing was asked or answered: a connection that closed between requests.
+        return;
+    }
+    let route = r.route.map_or(&snap.no_route, |i| &snap.route_metrics[i]);
+    route.record(shard.id, r.status, elapsed, r.bytes_received, sent);
+    if let Some(u) = &r.upstream {
+        let target = &snap.upstreams[u.upstream].targets[u.target].metrics;
+        match u.error {
+            Some(kind) => target.error(shard.id, kind),
+            None => target.record(shard.id, u.duration),
+        }
     }
 }
 

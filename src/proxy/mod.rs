@@ -36,14 +36,7 @@ pub struct UpstreamRecord {
     pub error: Option<UpstreamErrorKind>,
 }
 
-/// The error classes the metrics tell apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamErrorKind {
-    Connect,
-    Timeout,
-    Reset,
-    BadResponse,
-}
+pub use crate::metrics::UpstreamErrorKind;
 
 /// Per-request working memory, taken from the shard while a request is in flight and given
 /// back after, so an idle keep-alive connection holds none of it.
