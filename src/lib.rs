@@ -26,6 +26,8 @@
 //! router/                  host + path + method + header matching, compiled per snapshot
 //! balancer/                choosing a target: round_robin.rs
 //! upstream/                dialing targets; pool.rs keeps each shard's idle connections
+//! control/                 off the shards: signals, reload, drain, admin listener
+//!   systemd.rs               sd_notify for Type=notify units: READY, RELOADING, STOPPING
 //! ```
 
 pub mod balancer;

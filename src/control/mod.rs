@@ -2,6 +2,8 @@
 //! listener and stats aggregation live here; shards learn of changes through the snapshot,
 //! relaxed atomics and their control channels, never by waiting on this thread.
 
+pub mod systemd;
+
 /// A reload asked for by the admin listener (`POST /reload`). The reply comes when the reload
 /// is done: the new snapshot is live, or it was refused and the old one still serves.
 pub struct ReloadRequest {
