@@ -7,7 +7,9 @@
 //! says so in the journal), and there is nobody to report them to.
 //!
 //! The main thread calls these: [`ready`] once every shard accepts, [`reloading`] then [`ready`]
-//! around a reload, [`stopping`] when a drain begins.
+//! around a reload (SIGHUP or `POST /reload`), [`stopping`] when a drain begins. A refused
+//! reload still ends with [`ready`] (the old config serves on): systemd keeps the unit in
+//! "reloading" until READY=1 arrives. [`status`] is the place to say how the reload went.
 
 use std::ffi::OsStr;
 use std::io;
@@ -29,9 +31,9 @@ pub fn ready() {
     notify("READY=1");
 }
 
-/// A reload begins; [`ready`] ends it. systemd 253 and later want the monotonic timestamp too,
-/// so that it can tell this reload's READY=1 from an older one (`Type=notify-reload` needs it;
-/// older versions ignore the extra line).
+/// A reload begins; [`ready`] ends it, whatever its outcome. systemd 253 and later want the
+/// monotonic timestamp too, so that they can tell this reload's READY=1 from an older one
+/// (`Type=notify-reload` needs it; older versions ignore the extra line).
 pub fn reloading() {
     notify(&reloading_message(monotonic_usec()));
 }
