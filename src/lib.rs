@@ -29,6 +29,12 @@
 //!
 //! Off the request path, beside it:
 //!
+//! control/                 the management thread: start-up, event loop, drain (mod.rs)
+//!   signals.rs               SIGHUP, SIGTERM/SIGINT, SIGUSR1 forwarded onto a channel
+//!   reload.rs                the reload thread: file → Config → Snapshot → one store
+//!   listeners.rs             listener ids; new sockets bound before a reload applies
+//!   systemd.rs               sd_notify for Type=notify units: READY, RELOADING, STOPPING
+//! shard/control.rs         a shard's control task: adopt/retire listeners, drain
 //! metrics/                 what shards count per request, summed when scraped
 //!   per_shard.rs             cache-padded single-writer cells, one per shard
 //!   histogram.rs             duration buckets (Prometheus `le`)

@@ -8,6 +8,7 @@
 mod listeners;
 mod reload;
 mod signals;
+pub mod systemd;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,6 +116,7 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
     }
     let addrs: Vec<String> = listeners.bound().iter().map(ToString::to_string).collect();
     eprintln!("listening {}", addrs.join(", "));
+    systemd::ready();
 
     Reloader {
         path: options.config_path,
@@ -161,6 +163,7 @@ fn drain(
         shared.open_connections(),
         humantime::format_duration(timeout)
     ));
+    systemd::stopping();
     shared.start_draining();
     for tx in commands {
         let _ = tx.send(shard::control::Command::Drain);
