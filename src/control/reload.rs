@@ -44,7 +44,10 @@ impl Reloader {
             .name("reload".into())
             .spawn(move || {
                 for request in requests {
+                    super::systemd::reloading();
                     let outcome = self.reload();
+                    // READY=1 either way: a refused reload leaves the old config serving.
+                    super::systemd::ready();
                     let _ = request.reply.send(outcome);
                 }
             })
