@@ -57,6 +57,9 @@ pub struct Client {
     stop: Trigger,
     /// Bytes written to the client on this connection, for metrics and the access log.
     sent: u64,
+    /// How much of `buf` the finished exchange used. Dropped only after the exchange has been
+    /// logged, since the log reads the head where it lies.
+    pub consumed: usize,
 }
 
 impl Client {
@@ -118,6 +121,7 @@ pub async fn serve(
         buf: Vec::new(),
         stop,
         sent: 0,
+        consumed: 0,
     };
     let mut served = 0u64;
     loop {
@@ -158,6 +162,9 @@ pub async fn serve(
             started.elapsed(),
             conn.bytes_sent() - sent_before,
         );
+        // Pipelined bytes after the request stay for the next one.
+        let consumed = std::mem::take(&mut conn.consumed).min(conn.buf.len());
+        conn.buf.drain(..consumed);
         shard.give_scratch(scratch);
         served += 1;
         match outcome {
@@ -223,6 +230,7 @@ async fn exchange(
         }
     }
 
+    s.record.parsed = true;
     let head = &s.head;
     let raw_path = &conn.buf[head.path.clone()];
     let normalised = if head.asterisk || raw_path.is_empty() {
@@ -378,7 +386,7 @@ async fn direct_with(
             Outcome::Linger
         };
     }
-    conn.buf.drain(..consumed);
+    conn.consumed = consumed;
     Outcome::KeepAlive
 }
 
@@ -453,7 +461,7 @@ pub async fn answer_error(
     }
     if keep_alive {
         let len = s.head.len.min(conn.buf.len());
-        conn.buf.drain(..len);
+        conn.consumed = len;
         Outcome::KeepAlive
     } else {
         Outcome::Linger

@@ -285,7 +285,7 @@ pub async fn proxy(
     shard.give_buffer(ubuf);
     match result {
         Ok(_) if keep_alive => {
-            conn.buf.drain(..cursor);
+            conn.consumed = cursor;
             Outcome::KeepAlive
         }
         _ => Outcome::Close,

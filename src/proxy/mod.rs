@@ -20,6 +20,8 @@ use crate::http::response::ResponseHead;
 pub struct Record {
     /// The final status sent, or 499 when the client left before one could be.
     pub status: u16,
+    /// Whether a head was parsed: only then do the scratch's head and path describe it.
+    pub parsed: bool,
     /// Index into the snapshot's routes.
     pub route: Option<usize>,
     /// Request head and body bytes consumed.
