@@ -240,7 +240,11 @@ log_reloads() {
 reloads() { if [ "$COUNT_FROM" = metrics ]; then metric_reloads "$1"; else log_reloads "$1"; fi; }
 
 choose_counter() {
-  if curl -sf -m 2 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null | grep -q '^shardgate_'; then
+  local body
+  # Read whole, not piped into `grep -q`: under pipefail, grep stopping at the first match
+  # makes curl fail with SIGPIPE and the test with it.
+  body=$(curl -sf -m 2 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null) || body=""
+  if grep -q '^shardgate_' <<<"$body"; then
     COUNT_FROM=metrics
     log "counting reloads with shardgate_reloads_total on http://127.0.0.1:$ADMIN_PORT/metrics"
   else
