@@ -33,10 +33,25 @@ pub fn enabled(level: Level) -> bool {
 }
 
 fn emit(level: Level, label: &str, args: Arguments<'_>) {
-    if enabled(level) {
+    if !enabled(level) {
+        return;
+    }
+    // Under systemd stderr is the journal; a `<N>` syslog prefix gives each line its priority.
+    if *UNDER_JOURNAL {
+        let priority = match level {
+            Level::Error => 3,
+            Level::Warn => 4,
+            Level::Info => 6,
+            Level::Debug => 7,
+        };
+        eprintln!("<{priority}>{label} {args}");
+    } else {
         eprintln!("{label} {args}");
     }
 }
+
+static UNDER_JOURNAL: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::env::var_os("JOURNAL_STREAM").is_some());
 
 pub fn error(args: Arguments<'_>) {
     emit(Level::Error, "ERROR", args);

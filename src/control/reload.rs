@@ -46,6 +46,10 @@ impl Reloader {
                 for request in requests {
                     super::systemd::reloading();
                     let outcome = self.reload();
+                    super::systemd::status(match &outcome {
+                        Ok(_) => "serving; last reload applied",
+                        Err(_) => "serving; last reload refused (see the log)",
+                    });
                     // READY=1 either way: a refused reload leaves the old config serving.
                     super::systemd::ready();
                     let _ = request.reply.send(outcome);
