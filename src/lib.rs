@@ -26,8 +26,10 @@
 //! router/                  host + path + method + header matching, compiled per snapshot
 //! balancer/                choosing a target: round_robin.rs
 //! upstream/                dialing targets; pool.rs keeps each shard's idle connections
+//! access_log/              one line per request: format.rs on the shard, writer.rs on its thread
 //! ```
 
+pub mod access_log;
 pub mod balancer;
 pub mod config;
 pub mod control;
