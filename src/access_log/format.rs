@@ -5,6 +5,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::escape::{bare_field, json_string, quoted_field};
 use super::timestamp::{self, three_digits};
 use super::Entry;
 use crate::config::AccessLogFormat;
@@ -143,100 +144,6 @@ fn socket_addr(addr: SocketAddr, out: &mut Vec<u8>) {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-
-/// A JSON string (RFC 8259 §7): `"` and `\` escaped, control characters as `\u00XX`, valid
-/// UTF-8 copied as is, and each byte of an invalid sequence as `\u00XX` (read as Latin-1), so
-/// the line stays valid JSON whatever a client sent.
-fn json_string(s: &[u8], out: &mut Vec<u8>) {
-    out.push(b'"');
-    let mut rest = s;
-    while !rest.is_empty() {
-        match std::str::from_utf8(rest) {
-            Ok(valid) => {
-                json_escape_valid(valid.as_bytes(), out);
-                break;
-            }
-            Err(err) => {
-                let (valid, after) = rest.split_at(err.valid_up_to());
-                json_escape_valid(valid, out);
-                // `None`: the input ends inside a sequence, every remaining byte is invalid.
-                let invalid = err.error_len().unwrap_or(after.len());
-                for &b in &after[..invalid] {
-                    unicode_escape(b, out);
-                }
-                rest = &after[invalid..];
-            }
-        }
-    }
-    out.push(b'"');
-}
-
-fn json_escape_valid(s: &[u8], out: &mut Vec<u8>) {
-    let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        if b < 0x20 || b == b'"' || b == b'\\' {
-            out.extend_from_slice(&s[start..i]);
-            match b {
-                b'"' => out.extend_from_slice(b"\\\""),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                _ => unicode_escape(b, out),
-            }
-            start = i + 1;
-        }
-    }
-    out.extend_from_slice(&s[start..]);
-}
-
-fn unicode_escape(b: u8, out: &mut Vec<u8>) {
-    out.extend_from_slice(&[
-        b'\\',
-        b'u',
-        b'0',
-        b'0',
-        HEX[usize::from(b >> 4)],
-        HEX[usize::from(b & 0xf)],
-    ]);
-}
-
-/// A field inside `"..."` in the combined format: `-` when empty, and escaped as nginx's
-/// `escape=default` does: `"`, `\`, control characters and every byte from 0x7f up as `\xXX`.
-fn quoted_field(s: &[u8], out: &mut Vec<u8>) {
-    nginx_escaped(s, out, |b| {
-        b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b)
-    });
-}
-
-/// An unquoted field (client, `route=`, `id=`): as [`quoted_field`], and a space too, since
-/// a space would end the field for every parser of the line.
-fn bare_field(s: &[u8], out: &mut Vec<u8>) {
-    nginx_escaped(s, out, |b| {
-        b == b'"' || b == b'\\' || !(0x21..0x7f).contains(&b)
-    });
-}
-
-fn nginx_escaped(s: &[u8], out: &mut Vec<u8>, escape: impl Fn(u8) -> bool) {
-    if s.is_empty() {
-        out.push(b'-');
-        return;
-    }
-    let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        if escape(b) {
-            out.extend_from_slice(&s[start..i]);
-            out.extend_from_slice(&[
-                b'\\',
-                b'x',
-                HEX_UPPER[usize::from(b >> 4)],
-                HEX_UPPER[usize::from(b & 0xf)],
-            ]);
-            start = i + 1;
-        }
-    }
-    out.extend_from_slice(&s[start..]);
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
@@ -269,12 +176,6 @@ mod tests {
         let mut out = Vec::new();
         f(e, &mut out);
         String::from_utf8(out).expect("lines are UTF-8")
-    }
-
-    fn escaped(s: &[u8]) -> String {
-        let mut out = Vec::new();
-        json_string(s, &mut out);
-        String::from_utf8(out).unwrap()
     }
 
     #[test]
@@ -323,24 +224,6 @@ mod tests {
                 "\n"
             )
         );
-    }
-
-    #[test]
-    fn json_escaping() {
-        assert_eq!(escaped(b"plain"), r#""plain""#);
-        assert_eq!(escaped(br#"a"b\c"#), r#""a\"b\\c""#);
-        assert_eq!(
-            escaped(b"\n\r\t\x00\x1f\x7f"),
-            "\"\\u000a\\u000d\\u0009\\u0000\\u001f\x7f\""
-        );
-        // Valid UTF-8 stays; lone continuation bytes, a truncated sequence and an overlong
-        // encoding are escaped byte by byte.
-        assert_eq!(escaped("ünï ✓".as_bytes()), "\"ünï ✓\"");
-        assert_eq!(escaped(b"a\x80b"), r#""a\u0080b""#);
-        assert_eq!(escaped(b"\xc3\xbc\xff\xfe"), r#""ü\u00ff\u00fe""#);
-        assert_eq!(escaped(b"x\xe2\x9c"), r#""x\u00e2\u009c""#);
-        assert_eq!(escaped(b"\xc0\xaf"), r#""\u00c0\u00af""#);
-        assert_eq!(escaped(b""), r#""""#);
     }
 
     /// Whatever the bytes, the line parses as JSON and every string round-trips to the text a

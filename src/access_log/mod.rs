@@ -9,6 +9,7 @@
 //! The management thread switches destinations on start and reload ([`AccessLog::configure`])
 //! and reopens the file on SIGUSR1 ([`AccessLog::reopen`]), for logrotate.
 
+mod escape;
 pub mod format;
 mod timestamp;
 mod writer;
