@@ -355,3 +355,33 @@ fn logging_allocates_nothing_in_steady_state() {
     assert_eq!(allocations, 0);
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 202);
 }
+
+/// Waits for `path` to hold `want` lines; the writer gets there on its own, without a flush.
+fn wait_for_ids(path: &Path, want: &[&str]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ids(path) != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?} never became {want:?}",
+            ids(path)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Lines are written without anyone asking: while they flow (the writer polls), and after a
+/// quiet spell long enough for the writer to block on the queue (the line wakes it).
+#[test]
+fn lines_are_written_without_a_flush() {
+    let dir = TempDir::new();
+    let path = dir.file("access.log");
+    let log = AccessLog::start().unwrap();
+    log.configure(Some(&file(&path))).unwrap();
+    log_ids(&log, &["1"]);
+    wait_for_ids(&path, &["1"]);
+    log_ids(&log, &["2"]);
+    wait_for_ids(&path, &["1", "2"]);
+    std::thread::sleep(writer::POLL_LONGEST * writer::IDLE_POLLS * 3);
+    log_ids(&log, &["3"]);
+    wait_for_ids(&path, &["1", "2", "3"]);
+}
