@@ -1,10 +1,10 @@
 //! The access log: one line per request, written off the shards.
 //!
-//! A shard formats the line ([`format`]) into a buffer it takes from a pool of spare ones and
-//! hands it to the writer thread ([`writer`]) with a non-blocking `try_send` into a bounded
-//! queue. When the queue is full (the disk fell behind) the line is dropped and counted in
-//! [`AccessLog::dropped`]: a slow disk never slows requests. The writer sends each buffer back
-//! once written, so in steady state a line costs no allocation.
+//! A shard formats the line ([`format`](mod@format)) into a buffer it takes from a pool of
+//! spare ones and hands it to the writer thread (`writer.rs`) with a non-blocking `try_send`
+//! into a bounded queue. When the queue is full (the disk fell behind) the line is dropped and
+//! counted in [`AccessLog::dropped`]: a slow disk never slows requests. The writer sends each
+//! buffer back once written, so in steady state a line costs no allocation.
 //!
 //! The management thread switches destinations on start and reload ([`AccessLog::configure`])
 //! and reopens the file on SIGUSR1 ([`AccessLog::reopen`]), for logrotate.
@@ -87,7 +87,7 @@ pub struct AccessLog {
 
 /// What the writer thread updates and shards read.
 struct State {
-    /// Read on every request; written on configure only.
+    /// Read on every request; written by the writer thread as it applies `configure`.
     enabled: CachePadded<AtomicBool>,
     /// Written only when a line is lost, so it never shares a line with `enabled`.
     dropped: CachePadded<AtomicU64>,
@@ -133,7 +133,8 @@ impl AccessLog {
     /// is opened for appending (created if missing), and replaces the current destination,
     /// closing the old file, even when it is the same path. On an error opening the file,
     /// the previous destination stays. Lines logged before the call go to the previous
-    /// destination; once it returns, new lines go to the new one.
+    /// destination; once it returns, new lines go to the new one (a writer stuck in a write
+    /// for longer than a second gets there when the write returns).
     pub fn configure(&self, dest: Option<&AccessLogPath>) -> io::Result<()> {
         let destination = match dest {
             None => Destination::Off,
@@ -162,7 +163,9 @@ impl AccessLog {
     }
 
     /// On the request path: formats the line and queues it for the writer. Never blocks and
-    /// never takes a lock; when the queue is full the line is dropped and counted.
+    /// never waits for a lock (the one exception: the first line after the writer went idle
+    /// wakes it, briefly taking crossbeam's waker mutex); when the queue is full the line is
+    /// dropped and counted.
     pub fn log(&self, format: AccessLogFormat, entry: &Entry<'_>) {
         if !self.enabled() {
             return;
@@ -220,7 +223,7 @@ impl AccessLog {
 }
 
 impl Drop for AccessLog {
-    /// Writes what is queued and ends the writer thread.
+    /// Writes what is queued and ends the writer thread, waiting for it.
     fn drop(&mut self) {
         let _ = self.control.send(Control::Shutdown);
         if let Some(writer) = self.writer.take() {
