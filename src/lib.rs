@@ -45,8 +45,10 @@
 //!   conn.rs                  HTTP/1.1 on a blocking socket: heads, keep-alive, answers
 //!   endpoints.rs             /healthz, /metrics, /config, /reload
 //!   redact.rs                secrets out of the config before GET /config shows it
+//! access_log/              one line per request: format.rs on the shard, writer.rs on its thread
 //! ```
 
+pub mod access_log;
 pub mod admin;
 pub mod balancer;
 pub mod config;

@@ -33,7 +33,7 @@ mod tier;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
-mod no_alloc_tests;
+pub(crate) mod no_alloc_tests;
 #[cfg(test)]
 mod tests;
 
