@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::access_log::AccessLog;
 use crate::balancer::RoundRobin;
-use crate::config::Config;
+use crate::config::{AccessLogFormat, Config};
 use crate::http::request::HeadLimits;
 use crate::metrics::{Metrics, RouteMetrics, TargetMetrics, NO_ROUTE};
 
@@ -26,6 +27,8 @@ pub struct Snapshot {
     pub no_route: Arc<RouteMetrics>,
     /// The process's metrics, the same object in every snapshot.
     pub metrics: Arc<Metrics>,
+    /// The process's access log, with this config's line format; None when it is off.
+    pub access_log: Option<(Arc<AccessLog>, AccessLogFormat)>,
     pub head_limits: HeadLimits,
 }
 
@@ -46,6 +49,7 @@ pub struct TargetRef {
 pub struct Registry {
     ids: HashMap<(String, SocketAddr), usize>,
     metrics: Arc<Metrics>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl Registry {
@@ -53,7 +57,14 @@ impl Registry {
         Registry {
             ids: HashMap::new(),
             metrics,
+            access_log: None,
         }
+    }
+
+    /// Snapshots built from here write their access log lines to `log`.
+    pub fn with_access_log(mut self, log: Arc<AccessLog>) -> Registry {
+        self.access_log = Some(log);
+        self
     }
 
     fn target(&mut self, upstream: &str, addr: SocketAddr) -> TargetRef {
@@ -96,7 +107,12 @@ impl Snapshot {
             max_header_bytes: l.max_header_bytes,
             max_uri_bytes: l.max_uri_bytes,
         };
+        let access_log = match (&registry.access_log, &config.access_log) {
+            (Some(log), Some(c)) => Some((Arc::clone(log), c.format)),
+            _ => None,
+        };
         Snapshot {
+            access_log,
             config,
             hash,
             loaded_at: std::time::SystemTime::now(),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{select, Receiver};
 
+use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::log;
 use crate::metrics::Metrics;
@@ -63,7 +64,14 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
     let (mut sockets, _) = listeners.commit(change);
 
     let metrics = Metrics::new(shards);
-    let mut registry = Registry::new(Arc::clone(&metrics));
+    let access_log =
+        AccessLog::start().map_err(|e| format!("cannot start the access log writer: {e}"))?;
+    if let Some(log) = &config.access_log {
+        access_log
+            .configure(Some(&log.path))
+            .map_err(|e| format!("access_log.path: cannot open {:?}: {e}", log.path))?;
+    }
+    let mut registry = Registry::new(Arc::clone(&metrics)).with_access_log(Arc::clone(&access_log));
     let admin = config.admin.clone();
     let shared = Shared::new(Snapshot::build(config, hash, &mut registry, shards));
 
@@ -108,7 +116,10 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
             shared: Arc::clone(&shared),
             metrics: Arc::clone(&metrics),
             reload: reload_tx.clone(),
-            access_log_dropped: Arc::new(|| 0),
+            access_log_dropped: {
+                let log = Arc::clone(&access_log);
+                Arc::new(move || log.dropped())
+            },
         };
         crate::admin::spawn(listener, context)
             .map_err(|e| format!("cannot start the admin listener: {e}"))?;
@@ -126,6 +137,7 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
         shards: commands.clone(),
         fixed,
         metrics,
+        access_log: Arc::clone(&access_log),
     }
     .spawn(reload_rx)
     .map_err(|e| format!("cannot start the reload thread: {e}"))?;
@@ -138,12 +150,16 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
                     let (reply, _) = crossbeam_channel::bounded(1);
                     let _ = reload_tx.send(ReloadRequest { reply });
                 }
-                Ok(Signal::ReopenLogs) => {}
+                Ok(Signal::ReopenLogs) => {
+                    log::info(format_args!("SIGUSR1: reopening the access log"));
+                    access_log.reopen();
+                }
                 Ok(Signal::Stop) | Err(_) => break,
             },
         }
     }
     drain(&shared, &commands, &signals, &exited_rx, shards);
+    access_log.flush();
     Ok(())
 }
 

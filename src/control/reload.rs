@@ -31,6 +31,7 @@ pub struct Reloader {
     pub shards: Vec<Sender<Command>>,
     pub fixed: Fixed,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub access_log: Arc<crate::access_log::AccessLog>,
 }
 
 impl Reloader {
@@ -75,6 +76,13 @@ impl Reloader {
             Err(e) => return Err(self.refuse(vec![format!("{file}: server.listen: {e}")])),
         };
 
+        let log_path = config.access_log.as_ref().map(|l| &l.path);
+        if let Err(e) = self.access_log.configure(log_path) {
+            let path = log_path.map(|p| format!("{p:?}")).unwrap_or_default();
+            return Err(self.refuse(vec![format!(
+                "{file}: access_log.path: cannot open {path}: {e}"
+            )]));
+        }
         let snapshot = Snapshot::build(config, hash.clone(), &mut self.registry, self.shards.len());
         self.shared.snapshot.store(Arc::new(snapshot));
 

@@ -150,6 +150,7 @@ pub async fn serve(
         }
         let mut scratch = shard.take_scratch();
         scratch.record = super::Record::default();
+        scratch.request_id.clear();
         // Boxed so the large request future is allocated only while a request is in flight and
         // an idle connection's task stays small.
         let started = std::time::Instant::now();
@@ -158,6 +159,7 @@ pub async fn serve(
         observe(
             &shard,
             &snap,
+            &conn,
             &scratch,
             started.elapsed(),
             conn.bytes_sent() - sent_before,
@@ -182,8 +184,15 @@ pub async fn serve(
     }
 }
 
-/// Counts a finished exchange in the metrics (and, soon, the access log).
-fn observe(shard: &Shard, snap: &Snapshot, s: &Scratch, elapsed: Duration, sent: u64) {
+/// Counts a finished exchange in the metrics and writes its access log line.
+fn observe(
+    shard: &Shard,
+    snap: &Snapshot,
+    conn: &Client,
+    s: &Scratch,
+    elapsed: Duration,
+    sent: u64,
+) {
     let r = &s.record;
     if r.status == 0 {
         // Nothing was asked or answered: a connection that closed between requests.
@@ -197,6 +206,57 @@ fn observe(shard: &Shard, snap: &Snapshot, s: &Scratch, elapsed: Duration, sent:
             Some(kind) => target.error(shard.id, kind),
             None => target.record(shard.id, u.duration),
         }
+    }
+    if let Some((log, format)) = &snap.access_log {
+        if log.enabled() {
+            log.log(*format, &access_entry(snap, conn, s, elapsed, sent));
+        }
+    }
+}
+
+fn access_entry<'a>(
+    snap: &'a Snapshot,
+    conn: &'a Client,
+    s: &'a Scratch,
+    elapsed: Duration,
+    sent: u64,
+) -> crate::access_log::Entry<'a> {
+    let r = &s.record;
+    let buf = &conn.buf;
+    // A head that was never parsed leaves the scratch describing an earlier request.
+    let head = r.parsed.then_some(&s.head);
+    let field = |name: &str| {
+        head.and_then(|h| {
+            h.fields
+                .iter()
+                .find(|f| f.name(buf).eq_ignore_ascii_case(name.as_bytes()))
+        })
+        .map_or(&b""[..], |f| f.value(buf))
+    };
+    let upstream = r.upstream.as_ref();
+    crate::access_log::Entry {
+        time: std::time::SystemTime::now() - elapsed,
+        client: conn.ip(),
+        method: head.map_or(&b""[..], |h| &buf[h.method_range.clone()]),
+        target: head.map_or(&b""[..], |h| &buf[h.path.start..h.query.end]),
+        version: match head.map(|h| h.version) {
+            Some(Version::Http10) => b"HTTP/1.0",
+            Some(Version::Http11) => b"HTTP/1.1",
+            None => b"",
+        },
+        host: head.map_or(&b""[..], |h| &buf[h.host.clone()]),
+        status: r.status,
+        bytes_sent: sent,
+        bytes_received: r.bytes_received,
+        duration: elapsed,
+        upstream_duration: upstream.map(|u| u.duration),
+        upstream_target: upstream.map(|u| snap.upstreams[u.upstream].targets[u.target].addr),
+        route: r.route.map_or(crate::metrics::NO_ROUTE, |i| {
+            snap.config.routes[i].name.as_str()
+        }),
+        request_id: &s.request_id,
+        referer: field("referer"),
+        user_agent: field("user-agent"),
     }
 }
 
