@@ -23,9 +23,13 @@ pub use wire::{checksum, pattern};
 use std::net::{SocketAddr, TcpListener};
 
 /// An address nothing listens on (bound, then released).
+/// An address that refuses connections. The port stays bound (never listening) for the rest of
+/// the test process, so no parallel test can be handed it and start accepting there.
 pub fn dead_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    std::mem::forget(socket);
+    addr
 }
