@@ -125,7 +125,7 @@ fn strings(value: &serde_json::Value, key: &str, whole: &serde_json::Value) -> V
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub name: String,
-    pub labels: Vec<(String, String)>,
+    pub labels: Labels,
     pub value: f64,
 }
 
@@ -203,9 +203,11 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     })
 }
 
+type Labels = Vec<(String, String)>;
+
 /// Parses `k="v",k2="v2"}` (after the opening brace); returns the labels and
 /// what follows the closing brace.
-fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start_matches([' ', ',']);
