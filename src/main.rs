@@ -6,10 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use shardgate::config::Config;
-use shardgate::log;
-use shardgate::shard::{self, listener, ShardPlan};
-use shardgate::shared::Shared;
-use shardgate::snapshot::{Snapshot, TargetRegistry};
+use shardgate::{control, log};
 
 /// Shard-per-core HTTP/1.1 API gateway and reverse proxy.
 #[derive(Parser)]
@@ -55,69 +52,18 @@ fn main() -> ExitCode {
         eprintln!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(config, hash, args.workers) {
+    raise_nofile_limit();
+    let options = control::Options {
+        config_path: args.config,
+        workers: args.workers,
+    };
+    match control::run(options, config, hash) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error(format_args!("{e}"));
             ExitCode::from(EXIT_RUNTIME)
         }
     }
-}
-
-fn run(config: Config, hash: String, workers: Option<usize>) -> Result<(), String> {
-    // Installed first, so a stop signal during start-up still ends the process cleanly.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    raise_nofile_limit();
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let shards = match workers.unwrap_or(config.server.workers) {
-        0 => cores.len().max(1),
-        n => n,
-    };
-    let driver = config.server.driver;
-    let (bound, mut per_shard) =
-        listener::bind_all(&config.server.listen, shards).map_err(|e| e.to_string())?;
-
-    let mut registry = TargetRegistry::default();
-    let shared = Shared::new(Snapshot::build(config, hash, &mut registry, shards));
-
-    let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
-    let mut threads = Vec::with_capacity(shards);
-    for id in 0..shards {
-        let plan = ShardPlan {
-            id,
-            core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
-            driver,
-            listeners: std::mem::take(&mut per_shard[id]),
-        };
-        threads.push(
-            shard::spawn(plan, shared.clone(), ready_tx.clone())
-                .map_err(|e| format!("cannot start shard {id}: {e}"))?,
-        );
-    }
-    drop(ready_tx);
-    for _ in 0..shards {
-        match ready_rx.recv() {
-            Ok((id, Ok(driver))) => {
-                log::info(format_args!("shard {id}: accepting, driver {driver}"))
-            }
-            Ok((id, Err(e))) => return Err(format!("shard {id}: {e}")),
-            Err(_) => return Err("a shard exited during start-up".into()),
-        }
-    }
-    let addrs: Vec<String> = bound.iter().map(ToString::to_string).collect();
-    eprintln!("listening {}", addrs.join(", "));
-
-    // Shards run until the process exits; the main thread waits for a stop signal.
-    // TODO(issue 3): drain in-flight requests before exiting.
-    if let Some(signal) = signals.forever().next() {
-        log::info(format_args!("signal {signal}: exiting"));
-    }
-    drop(threads);
-    Ok(())
 }
 
 /// Each connection is a descriptor; the soft limit (often 1024) would cap connections far

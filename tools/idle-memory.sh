@@ -15,7 +15,9 @@
 #
 # RSS is VmRSS from /proc, summed over the server's process tree (nginx master + worker).
 # Kernel socket buffers are not part of RSS, so this is what the server itself keeps per
-# connection. After the reading, the client checks that every connection is still open.
+# connection. After the reading, the client checks that every connection is still open, and
+# a last reading shows the RSS once every client has closed (a mass disconnect can cost more
+# than the idle connections did).
 #
 # Env knobs: N [10000]  SETTLE [2] seconds between the last response and the reading
 #            SHARDGATE_PORT [18091]  NGINX_PORT [18082]  SERVER_CPU [1]  CLIENT_CPU [0]
@@ -179,7 +181,7 @@ EOF
 
 # measure NAME PORT: one server already started in $SERVER_PID; appends a line to SUMMARY.
 measure() {
-  local name=$1 port=$2 before after line held delta_kib
+  local name=$1 port=$2 before after closed line held delta_kib
   pause 0.5   # let start-up allocations finish before the baseline
   before=$(tree_rss_kib "$SERVER_PID")
 
@@ -201,11 +203,16 @@ measure() {
   wait "$CLIENT_JOB" 2>/dev/null || true
   CLIENT_JOB=""
   log "$name: after the reading, $held"
+  # Once more after every client closed: a server that wakes all N connections at once to see
+  # their EOF can need far more memory than they took while idle, and may keep it.
+  pause "$SETTLE"
+  closed=$(tree_rss_kib "$SERVER_PID")
 
   delta_kib=$((after - before))
-  SUMMARY+=("$(awk -v name="$name" -v n="$N" -v d="$delta_kib" -v b="$before" -v a="$after" -v held="$held" 'BEGIN {
-      printf "%-9s %d idle connections: %+.1f MiB RSS (%.0f bytes/conn)   [RSS %.1f -> %.1f MiB; %s]",
-             name ":", n, d / 1024, d * 1024 / n, b / 1024, a / 1024, held }')")
+  SUMMARY+=("$(awk -v name="$name" -v n="$N" -v d="$delta_kib" -v b="$before" -v a="$after" -v c="$closed" \
+                   -v held="$held" 'BEGIN {
+      printf "%-9s %d idle connections: %+.1f MiB RSS (%.0f bytes/conn)", name ":", n, d / 1024, d * 1024 / n
+      printf "   [RSS %.1f -> %.1f MiB idle -> %.1f MiB once all closed; %s]", b / 1024, a / 1024, c / 1024, held }')")
   stop_tree "$SERVER_PID"
   SERVER_PID=""
 }

@@ -29,6 +29,8 @@ pub struct RequestBody {
     received: u64,
     limit: u64,
     done: bool,
+    /// Wire bytes of the body walked over so far.
+    consumed: u64,
 }
 
 impl RequestBody {
@@ -44,6 +46,7 @@ impl RequestBody {
             received: 0,
             limit,
             done: framing == BodyFraming::None,
+            consumed: 0,
         }
     }
 
@@ -51,10 +54,20 @@ impl RequestBody {
         self.done
     }
 
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
     /// Walks over `input`, the next bytes from the client, and returns how many of them belong
     /// to this body. Fewer than `input.len()` only once the body is done: the rest is the next
     /// pipelined request.
     pub fn advance(&mut self, input: &[u8]) -> Result<usize, BodyError> {
+        let n = self.walk(input)?;
+        self.consumed += n as u64;
+        Ok(n)
+    }
+
+    fn walk(&mut self, input: &[u8]) -> Result<usize, BodyError> {
         if self.done {
             return Ok(0);
         }

@@ -4,6 +4,7 @@
 //! buffer from the shard only when bytes arrive, which keeps idle keep-alive connections cheap.
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,15 +14,16 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 use super::body::RequestBody;
-use super::io::{read_more, write_all, IoError};
+use super::io::{read_more, write_range, IoError};
 use super::{forward, Scratch};
 use crate::config::Action;
 use crate::http::answers::{self, Answer};
 use crate::http::headers::{self, Field, Kind};
+use crate::http::request::RequestHead;
 use crate::http::request::{check_partial, BodyFraming, Method, Version};
 use crate::http::{path, ParseError};
 use crate::router::{HeaderLookup, RouteRequest};
-use crate::shard::Shard;
+use crate::shard::{Shard, Trigger};
 use crate::shared::ConnectionSlot;
 use crate::snapshot::Snapshot;
 
@@ -50,15 +52,54 @@ pub struct Client {
     /// Bytes read from the client. A request's head starts at 0 and stays in place until the
     /// exchange ends.
     pub buf: Vec<u8>,
+    /// Fires when this connection's listener is removed or the process drains: the connection
+    /// then closes when idle, or after its current response, which says `Connection: close`.
+    stop: Trigger,
+    /// Bytes written to the client on this connection, for metrics and the access log.
+    sent: u64,
 }
 
 impl Client {
+    /// Writes `buf[range]` to the client.
+    pub async fn send(
+        &mut self,
+        buf: &mut Vec<u8>,
+        range: Range<usize>,
+        timeout: Duration,
+    ) -> Result<(), IoError> {
+        let n = range.len() as u64;
+        write_range(&mut self.stream, buf, range, timeout).await?;
+        self.sent += n;
+        Ok(())
+    }
+
+    pub async fn send_all(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<(), IoError> {
+        let len = buf.len();
+        self.send(buf, 0..len, timeout).await
+    }
+
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Whether the connection carries another request after this one.
+    pub fn keep_alive(&self, head: &RequestHead) -> bool {
+        head.keep_alive() && !self.stop.fired()
+    }
+
     pub fn ip(&self) -> &[u8] {
         &self.ip[..self.ip_len]
     }
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, _slot: ConnectionSlot) {
+pub async fn serve(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _slot: ConnectionSlot,
+    stop: Trigger,
+) {
+    let _active = shard.open_connection();
     let mut ip = [0u8; 46];
     let ip_len = {
         use std::io::Write;
@@ -75,6 +116,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, _slot:
         ip,
         ip_len,
         buf: Vec::new(),
+        stop,
+        sent: 0,
     };
     let mut served = 0u64;
     loop {
@@ -91,13 +134,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, _slot:
             };
             // Strict readiness: epoll's relaxed flag is still set from the last read, which
             // would take a buffer early and skip the keep-alive timeout.
-            match monoio::time::timeout(idle, conn.stream.readable(false)).await {
-                Ok(Ok(())) => {}
-                _ => break,
+            let stop = conn.stop.clone();
+            let readable = monoio::select! {
+                _ = stop.wait() => false,
+                r = monoio::time::timeout(idle, conn.stream.readable(false)) => matches!(r, Ok(Ok(()))),
+            };
+            if !readable {
+                break;
             }
             conn.buf = shard.take_buffer();
         }
         let mut scratch = shard.take_scratch();
+        scratch.record = super::Record::default();
         // Boxed so the large request future is allocated only while a request is in flight and
         // an idle connection's task stays small.
         let outcome = Box::pin(exchange(&shard, &snap, &mut conn, &mut scratch)).await;
@@ -174,6 +222,7 @@ async fn exchange(
     let Some(route) = snap.config.router.find(&request) else {
         return answer_error(shard, conn, s, 404).await;
     };
+    s.record.route = Some(route);
     if let BodyFraming::Length(n) = head.body {
         if n > limits.max_body_bytes {
             // Refused before any 100 Continue: the client never sends the body.
@@ -257,7 +306,7 @@ async fn direct_with(
     extra: &[(&[u8], &[u8])],
 ) -> Outcome {
     let limits = &snap.config.server.limits;
-    let mut keep_alive = s.head.keep_alive();
+    let mut keep_alive = conn.keep_alive(&s.head);
     let mut consumed = s.head.len;
     if s.head.body != BodyFraming::None {
         if s.head.expect_continue {
@@ -265,11 +314,16 @@ async fn direct_with(
             keep_alive = false;
         } else {
             match discard_body(conn, s, limits.max_body_bytes, limits.body_read_timeout).await {
-                Ok(end) => consumed = end,
+                Ok((end, body_bytes)) => {
+                    consumed = end;
+                    s.record.bytes_received = s.head.len as u64 + body_bytes;
+                }
                 Err(status) => return answer_error(shard, conn, s, status).await,
             }
         }
     }
+    s.record.status = status;
+    s.record.bytes_received = s.record.bytes_received.max(s.head.len as u64);
     let date = shard.date.now();
     s.out.clear();
     Answer {
@@ -283,7 +337,8 @@ async fn direct_with(
         extra,
     }
     .write(&mut s.out, &date);
-    if write_all(&mut conn.stream, &mut s.out, limits.send_timeout)
+    if conn
+        .send_all(&mut s.out, limits.send_timeout)
         .await
         .is_err()
     {
@@ -300,20 +355,20 @@ async fn direct_with(
     Outcome::KeepAlive
 }
 
-/// Reads the request body to its end and drops it. Returns where it ended in `conn.buf`, or
-/// the status to answer with.
+/// Reads the request body to its end and drops it. Returns where it ended in `conn.buf` and
+/// its size, or the status to answer with.
 async fn discard_body(
     conn: &mut Client,
     s: &Scratch,
     limit: u64,
     timeout: Duration,
-) -> Result<usize, u16> {
+) -> Result<(usize, u64), u16> {
     let mut body = RequestBody::new(s.head.body, limit);
     let mut cursor = s.head.len;
     loop {
         cursor += body.advance(&conn.buf[cursor..]).map_err(|e| e.status())?;
         if body.is_done() {
-            return Ok(cursor);
+            return Ok((cursor, body.consumed()));
         }
         conn.buf.truncate(s.head.len);
         cursor = s.head.len;
@@ -336,12 +391,11 @@ async fn refuse(
     let date = shard.date.now();
     s.out.clear();
     answers::write_error(&mut s.out, status, &date, true, false, true);
-    let _ = write_all(
-        &mut conn.stream,
-        &mut s.out,
-        snap.config.server.limits.send_timeout,
-    )
-    .await;
+    s.record.status = status;
+    s.record.bytes_received = conn.buf.len() as u64;
+    let _ = conn
+        .send_all(&mut s.out, snap.config.server.limits.send_timeout)
+        .await;
     Outcome::Linger
 }
 
@@ -353,7 +407,9 @@ pub async fn answer_error(
     s: &mut Scratch,
     status: u16,
 ) -> Outcome {
-    let keep_alive = s.head.keep_alive() && s.head.body == BodyFraming::None;
+    let keep_alive = conn.keep_alive(&s.head) && s.head.body == BodyFraming::None;
+    s.record.status = status;
+    s.record.bytes_received = s.record.bytes_received.max(s.head.len as u64);
     let date = shard.date.now();
     s.out.clear();
     answers::write_error(
@@ -365,10 +421,7 @@ pub async fn answer_error(
         s.head.method != Method::Head,
     );
     let send_timeout = shard.snapshot().config.server.limits.send_timeout;
-    if write_all(&mut conn.stream, &mut s.out, send_timeout)
-        .await
-        .is_err()
-    {
+    if conn.send_all(&mut s.out, send_timeout).await.is_err() {
         return Outcome::Close;
     }
     if keep_alive {

@@ -15,7 +15,7 @@ use super::client::{answer_error, Client, Outcome};
 use super::head::{self, ClientFraming, Forwarding, Responding};
 use super::io::{read_more, write_all, write_range, IoError};
 use super::request_id::REQUEST_ID_LEN;
-use super::Scratch;
+use super::{Scratch, UpstreamErrorKind, UpstreamRecord};
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::headers::Kind;
 use crate::http::request::{Method, Version};
@@ -23,6 +23,9 @@ use crate::http::response::{ResponseFraming, ResponseHead};
 use crate::shard::Shard;
 use crate::snapshot::Snapshot;
 use crate::upstream::{self, UpstreamError};
+
+/// Logged when the client went away before a status could be sent (as nginx does).
+const CLIENT_GONE: u16 = 499;
 
 /// A body tail up to this size rides in the same write as the head.
 const COALESCE_LIMIT: usize = 16 * 1024;
@@ -67,7 +70,8 @@ pub async fn proxy(
         Err(e) => return answer_error(shard, conn, s, e.status()).await,
     };
 
-    let Some(target) = state.balancer.pick(shard.id).map(|i| state.targets[i]) else {
+    let Some((target_index, target)) = state.balancer.pick(shard.id).map(|i| (i, state.targets[i]))
+    else {
         return answer_error(shard, conn, s, UpstreamError::NoTarget.status()).await;
     };
 
@@ -84,11 +88,14 @@ pub async fn proxy(
             &id_buf[..REQUEST_ID_LEN]
         }
     };
+    s.request_id.clear();
+    s.request_id.extend_from_slice(request_id);
 
     if s.head.expect_continue && !body.is_done() {
         s.out.clear();
         s.out.extend_from_slice(CONTINUE);
-        if write_all(&mut conn.stream, &mut s.out, limits.send_timeout)
+        if conn
+            .send_all(&mut s.out, limits.send_timeout)
             .await
             .is_err()
         {
@@ -116,6 +123,13 @@ pub async fn proxy(
 
     let mut ubuf = shard.take_buffer();
     let mut retried = false;
+    let started = std::time::Instant::now();
+    let upstream_record = |error: Option<UpstreamErrorKind>| UpstreamRecord {
+        upstream: up,
+        target: target_index,
+        duration: started.elapsed(),
+        error,
+    };
     // A request that could not be sent twice checks its pooled connection first: it gets no
     // second chance if the upstream closed the connection while it was idle.
     let retryable = replayable && s.head.method.is_idempotent();
@@ -190,8 +204,10 @@ pub async fn proxy(
         Ok(stream) => stream,
         Err(failure) => {
             shard.give_buffer(ubuf);
+            s.record.bytes_received = (head_len as u64) + body.consumed();
             return match failure {
                 Failure::Upstream(e) => {
+                    s.record.upstream = Some(upstream_record(Some(e.kind())));
                     crate::log::debug(format_args!(
                         "upstream {} target {}: {e:?}",
                         upstream.name, target.addr
@@ -203,15 +219,22 @@ pub async fn proxy(
                     answer_error(shard, conn, s, e.status()).await
                 }
                 Failure::Client(status) => {
+                    s.record.upstream = Some(upstream_record(None));
                     s.head.connection.close = true;
                     answer_error(shard, conn, s, status).await
                 }
-                Failure::ClientGone => Outcome::Close,
+                Failure::ClientGone => {
+                    s.record.upstream = Some(upstream_record(None));
+                    s.record.status = CLIENT_GONE;
+                    Outcome::Close
+                }
             };
         }
     };
 
     let resp = &s.response;
+    s.record.status = resp.status;
+    s.record.bytes_received = (head_len as u64) + body.consumed();
     let http11 = s.head.version == Version::Http11;
     let framing = match resp.framing {
         ResponseFraming::None | ResponseFraming::Length(_) => ClientFraming::AsIs,
@@ -219,7 +242,7 @@ pub async fn proxy(
         ResponseFraming::Close if http11 => ClientFraming::ChunkEach,
         ResponseFraming::Chunked | ResponseFraming::Close => ClientFraming::UntilClose,
     };
-    let keep_alive = s.head.keep_alive() && framing != ClientFraming::UntilClose;
+    let keep_alive = conn.keep_alive(&s.head) && framing != ClientFraming::UntilClose;
     let date = shard.date.now();
     s.out.clear();
     head::client_response(
@@ -236,7 +259,7 @@ pub async fn proxy(
         },
     );
     let relay = Relay {
-        client: &mut conn.stream,
+        client: conn,
         upstream: &mut stream,
         ubuf: &mut ubuf,
         out: &mut s.out,
@@ -244,6 +267,7 @@ pub async fn proxy(
         read_timeout: upstream.read_timeout,
     };
     let result = relay.run(resp.len, resp.framing, framing).await;
+    s.record.upstream = Some(upstream_record(result.as_ref().err().map(IoError::kind)));
     let reusable =
         matches!(result, Ok(true)) && resp.keep_alive() && resp.framing != ResponseFraming::Close;
     if reusable {
@@ -354,10 +378,7 @@ async fn read_response_head(
                             via: false,
                         },
                     );
-                    if write_all(&mut conn.stream, &mut hints, send_timeout)
-                        .await
-                        .is_err()
-                    {
+                    if conn.send_all(&mut hints, send_timeout).await.is_err() {
                         return Err(HeadError::ClientGone);
                     }
                 } else if resp.status == 101 {
@@ -390,7 +411,7 @@ async fn read_response_head(
 
 /// Moves a response body from upstream to client, re-framing it when the two sides differ.
 struct Relay<'a> {
-    client: &'a mut TcpStream,
+    client: &'a mut Client,
     upstream: &'a mut TcpStream,
     ubuf: &'a mut Vec<u8>,
     /// Holds the response head on entry; it goes out with the first body bytes.
@@ -420,7 +441,7 @@ impl Relay<'_> {
     }
 
     async fn flush(&mut self) -> Result<(), IoError> {
-        write_all(self.client, self.out, self.send_timeout).await?;
+        self.client.send_all(self.out, self.send_timeout).await?;
         self.out.clear();
         Ok(())
     }
@@ -434,7 +455,7 @@ impl Relay<'_> {
         if !self.out.is_empty() {
             self.flush().await?;
         }
-        write_range(self.client, self.ubuf, range, self.send_timeout).await
+        self.client.send(self.ubuf, range, self.send_timeout).await
     }
 
     /// Reads the next piece of body into `ubuf`; `expected` (when known) lets the buffer grow

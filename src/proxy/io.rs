@@ -20,6 +20,19 @@ pub enum IoError {
     Io(io::Error),
 }
 
+impl IoError {
+    /// How an upstream failure mid-response is counted.
+    pub fn kind(&self) -> super::UpstreamErrorKind {
+        match self {
+            IoError::Timeout => super::UpstreamErrorKind::Timeout,
+            IoError::Io(e) if e.kind() == io::ErrorKind::InvalidData => {
+                super::UpstreamErrorKind::BadResponse
+            }
+            IoError::Eof | IoError::Io(_) => super::UpstreamErrorKind::Reset,
+        }
+    }
+}
+
 /// Reads once, appending to `buf`. Grows `buf` when it is full.
 pub async fn read_more(
     stream: &mut TcpStream,

@@ -14,6 +14,37 @@ pub use request_id::RequestIds;
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
 
+/// What one exchange did, gathered as it happens and read once it ends, for metrics and the
+/// access log.
+#[derive(Debug, Default, Clone)]
+pub struct Record {
+    /// The final status sent, or 499 when the client left before one could be.
+    pub status: u16,
+    /// Index into the snapshot's routes.
+    pub route: Option<usize>,
+    /// Request head and body bytes consumed.
+    pub bytes_received: u64,
+    pub upstream: Option<UpstreamRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamRecord {
+    /// Index into the snapshot's upstreams, and which of its targets.
+    pub upstream: usize,
+    pub target: usize,
+    pub duration: std::time::Duration,
+    pub error: Option<UpstreamErrorKind>,
+}
+
+/// The error classes the metrics tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Connect,
+    Timeout,
+    Reset,
+    BadResponse,
+}
+
 /// Per-request working memory, taken from the shard while a request is in flight and given
 /// back after, so an idle keep-alive connection holds none of it.
 #[derive(Default)]
@@ -26,4 +57,7 @@ pub struct Scratch {
     pub rewritten: Vec<u8>,
     /// Heads (and small bodies) being written.
     pub out: Vec<u8>,
+    pub record: Record,
+    /// The X-Request-Id sent upstream and echoed to the client.
+    pub request_id: Vec<u8>,
 }

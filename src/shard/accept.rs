@@ -6,15 +6,21 @@ use std::time::Duration;
 
 use monoio::net::TcpListener;
 
-use super::Shard;
+use super::{Shard, Trigger};
 
 /// How long to stop accepting when the process is out of file descriptors: long enough for
 /// connections to close, short enough that a burst is not refused for long.
 const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(50);
 
-pub async fn run(shard: Rc<Shard>, listener: TcpListener) {
+/// Accepts until `stop` fires; dropping the listener then closes the socket.
+pub async fn run(shard: Rc<Shard>, listener: TcpListener, stop: Trigger) {
+    let mut stopped = std::pin::pin!(stop.wait());
     loop {
-        match listener.accept().await {
+        let accepted = monoio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let max = shard.snapshot().config.server.limits.max_connections;
                 // Over the limit the connection is closed at once: cheaper than a response,
@@ -24,7 +30,13 @@ pub async fn run(shard: Rc<Shard>, listener: TcpListener) {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(crate::proxy::serve(Rc::clone(&shard), stream, peer, slot));
+                monoio::spawn(crate::proxy::serve(
+                    Rc::clone(&shard),
+                    stream,
+                    peer,
+                    slot,
+                    stop.clone(),
+                ));
             }
             Err(e) if is_fd_exhaustion(&e) => {
                 // Accepting again at once would spin: the queue still holds the connection.

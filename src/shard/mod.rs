@@ -3,14 +3,20 @@
 //! it reaches other threads only through [`Shared`].
 
 mod accept;
+pub mod control;
 pub mod listener;
+mod trigger;
 
-use std::cell::RefCell;
+pub use trigger::Trigger;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
+
+use control::{Command, ListenerId};
 
 use crate::config::Driver;
 use crate::http::date::DateCache;
@@ -22,9 +28,6 @@ use crate::upstream::Pool;
 /// Submission queue size. Bounds what one loop turn submits, not how many operations are in
 /// flight, so bursts of thousands of connections still fit.
 const URING_ENTRIES: u32 = 4096;
-
-/// How often idle upstream connections past their timeout are closed.
-const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Per-shard state, reached by every connection task of the shard through an `Rc`.
 pub struct Shard {
@@ -38,6 +41,10 @@ pub struct Shard {
     pub date: DateCache,
     pub request_ids: crate::proxy::RequestIds,
     buffers: RefCell<Vec<Vec<u8>>>,
+    /// Each listener's stop trigger, shared with its accept loop and its connections.
+    listeners: RefCell<HashMap<ListenerId, Trigger>>,
+    active: Cell<usize>,
+    draining: Cell<bool>,
     // Boxed so a connection task holds a pointer, not the scratch itself, while idle.
     #[allow(clippy::vec_box)]
     scratch: RefCell<Vec<Box<Scratch>>>,
@@ -60,6 +67,9 @@ impl Shard {
             date: DateCache::default(),
             request_ids: crate::proxy::RequestIds::new(id),
             buffers: RefCell::new(Vec::new()),
+            listeners: RefCell::new(HashMap::new()),
+            active: Cell::new(0),
+            draining: Cell::new(false),
             scratch: RefCell::new(Vec::new()),
         }
     }
@@ -74,6 +84,50 @@ impl Shard {
             *cached = Rc::new(Arc::clone(&current));
         }
         Rc::clone(&cached)
+    }
+
+    /// Starts accepting on a listening socket handed over by the management thread.
+    fn adopt(
+        self: &Rc<Self>,
+        id: ListenerId,
+        listener: std::net::TcpListener,
+    ) -> std::io::Result<()> {
+        let listener = monoio::net::TcpListener::from_std(listener)?;
+        let stop = Trigger::default();
+        if self.draining.get() {
+            stop.fire();
+        }
+        self.listeners.borrow_mut().insert(id, stop.clone());
+        monoio::spawn(accept::run(Rc::clone(self), listener, stop));
+        Ok(())
+    }
+
+    /// Stops accepting on a listener; its connections close once their current exchange ends.
+    fn retire(&self, id: ListenerId) {
+        if let Some(stop) = self.listeners.borrow_mut().remove(&id) {
+            stop.fire();
+        }
+    }
+
+    fn drain(&self) {
+        self.draining.set(true);
+        for (_, stop) in self.listeners.borrow_mut().drain() {
+            stop.fire();
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Counts a client connection for the drain; the guard uncounts it.
+    pub fn open_connection(self: &Rc<Self>) -> ActiveConnection {
+        self.active.set(self.active.get() + 1);
+        ActiveConnection(Rc::clone(self))
+    }
+
+    pub fn active_connections(&self) -> usize {
+        self.active.get()
     }
 
     pub fn take_buffer(&self) -> Vec<u8> {
@@ -106,21 +160,33 @@ impl Shard {
     }
 }
 
-/// What `main` hands a shard thread.
+pub struct ActiveConnection(Rc<Shard>);
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+    }
+}
+
+/// What the management thread hands a shard thread.
 pub struct ShardPlan {
     pub id: usize,
     pub core: Option<core_affinity::CoreId>,
     pub driver: Driver,
-    pub listeners: Vec<std::net::TcpListener>,
+    pub listeners: Vec<(ListenerId, std::net::TcpListener)>,
+    pub commands: Receiver<Command>,
 }
 
 /// Reported once per shard: the driver it runs on, or why it could not start.
 pub type Ready = Result<&'static str, String>;
 
+/// Starts a shard thread. It reports on `ready` once accepting (or why it could not start), and
+/// on `exited` when it ends, after a drain.
 pub fn spawn(
     plan: ShardPlan,
     shared: Arc<Shared>,
     ready: Sender<(usize, Ready)>,
+    exited: Sender<usize>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("shard-{}", plan.id))
@@ -137,6 +203,7 @@ pub fn spawn(
             if let Err(e) = run(plan, shared, &ready) {
                 let _ = ready.send((id, Err(e)));
             }
+            let _ = exited.send(id);
         })
 }
 
@@ -199,22 +266,12 @@ async fn main(
     driver: &'static str,
 ) {
     let shard = Rc::new(Shard::new(plan.id, shared));
-    let mut listeners = Vec::with_capacity(plan.listeners.len());
-    for l in plan.listeners {
-        match monoio::net::TcpListener::from_std(l) {
-            Ok(l) => listeners.push(l),
-            Err(e) => {
-                let _ = ready.send((plan.id, Err(format!("cannot register listener: {e}"))));
-                return;
-            }
+    for (id, listener) in plan.listeners {
+        if let Err(e) = shard.adopt(id, listener) {
+            let _ = ready.send((plan.id, Err(format!("cannot register listener: {e}"))));
+            return;
         }
     }
-    for l in listeners {
-        monoio::spawn(accept::run(Rc::clone(&shard), l));
-    }
     let _ = ready.send((plan.id, Ok(driver)));
-    loop {
-        monoio::time::sleep(POOL_SWEEP_INTERVAL).await;
-        shard.pool.sweep();
-    }
+    control::run(shard, plan.commands).await;
 }

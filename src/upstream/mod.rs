@@ -29,6 +29,16 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    pub fn kind(&self) -> crate::proxy::UpstreamErrorKind {
+        use crate::proxy::UpstreamErrorKind as Kind;
+        match self {
+            UpstreamError::NoTarget | UpstreamError::Connect(_) => Kind::Connect,
+            UpstreamError::ConnectTimeout | UpstreamError::Timeout => Kind::Timeout,
+            UpstreamError::Broken(_) => Kind::Reset,
+            UpstreamError::BadResponse(_) => Kind::BadResponse,
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             UpstreamError::NoTarget => 503,

@@ -1,0 +1,134 @@
+//! Reload: read and validate the file, bind new listeners, build the whole snapshot, swap it in
+//! one store, then tell shards about listener changes. Runs on its own thread: DNS lookups and
+//! file reads in here can take time, and they must never hold up a signal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::listeners::Listeners;
+use super::{ReloadOutcome, ReloadRequest};
+use crate::config::{Admin, Config, Driver};
+use crate::log;
+use crate::shard::control::Command;
+use crate::shared::Shared;
+use crate::snapshot::{Snapshot, TargetRegistry};
+
+/// What a reload may not change without a restart, as the process started with it.
+#[derive(Clone)]
+pub struct Fixed {
+    pub workers: usize,
+    pub driver: Driver,
+    pub admin: Option<Admin>,
+}
+
+pub struct Reloader {
+    pub path: PathBuf,
+    pub shared: Arc<Shared>,
+    pub registry: TargetRegistry,
+    pub listeners: Listeners,
+    pub shards: Vec<Sender<Command>>,
+    pub fixed: Fixed,
+}
+
+impl Reloader {
+    /// Serves reload requests until every sender is gone. Requests queued while a reload runs
+    /// are each answered; SIGHUPs that pile up were already merged by the kernel.
+    pub fn spawn(
+        mut self,
+        requests: Receiver<ReloadRequest>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("reload".into())
+            .spawn(move || {
+                for request in requests {
+                    let outcome = self.reload();
+                    let _ = request.reply.send(outcome);
+                }
+            })
+    }
+
+    fn reload(&mut self) -> ReloadOutcome {
+        let file = self.path.display().to_string();
+        let (mut config, hash) = match Config::load_with_hash(&self.path) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                let errors: Vec<String> = e.to_string().lines().map(str::to_string).collect();
+                return Err(self.refuse(errors));
+            }
+        };
+        let notes = self.keep_fixed(&mut config);
+        let change = match self
+            .listeners
+            .prepare(&config.server.listen, self.shards.len())
+        {
+            Ok(change) => change,
+            Err(e) => return Err(self.refuse(vec![format!("{file}: server.listen: {e}")])),
+        };
+
+        let snapshot = Snapshot::build(config, hash.clone(), &mut self.registry, self.shards.len());
+        self.shared.snapshot.store(Arc::new(snapshot));
+
+        if !change.is_empty() {
+            let (mut sockets, removed) = self.listeners.commit(change);
+            for (shard, tx) in self.shards.iter().enumerate() {
+                let adds = std::mem::take(&mut sockets[shard]);
+                if !adds.is_empty() {
+                    let _ = tx.send(Command::AddListeners(adds));
+                }
+                if !removed.is_empty() {
+                    let _ = tx.send(Command::RemoveListeners(removed.clone()));
+                }
+            }
+            let addrs: Vec<String> = self
+                .listeners
+                .bound()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            log::info(format_args!("listening {}", addrs.join(", ")));
+        }
+        for note in &notes {
+            log::warn(format_args!("{note}"));
+        }
+        log::info(format_args!("reload ok: {file} (hash {hash})"));
+        Ok(notes)
+    }
+
+    fn refuse(&self, errors: Vec<String>) -> Vec<String> {
+        log::error(format_args!(
+            "reload refused: {}; the running config stays",
+            self.path.display()
+        ));
+        for e in &errors {
+            log::error(format_args!("{e}"));
+        }
+        errors
+    }
+
+    /// Puts back the keys that only a restart may change, and says so.
+    fn keep_fixed(&self, config: &mut Config) -> Vec<String> {
+        let mut notes = Vec::new();
+        let file = self.path.display();
+        if config.server.workers != self.fixed.workers {
+            notes.push(format!(
+                "{file}: server.workers: changing it from {} to {} needs a restart; still {}",
+                self.fixed.workers, config.server.workers, self.fixed.workers
+            ));
+            config.server.workers = self.fixed.workers;
+        }
+        if config.server.driver != self.fixed.driver {
+            notes.push(format!(
+                "{file}: server.driver: changing it from {:?} to {:?} needs a restart; still {:?}",
+                self.fixed.driver, config.server.driver, self.fixed.driver
+            ));
+            config.server.driver = self.fixed.driver;
+        }
+        if config.admin != self.fixed.admin {
+            notes.push(format!("{file}: admin.listen: changing it needs a restart; the admin listener stays as it was"));
+            config.admin = self.fixed.admin.clone();
+        }
+        notes
+    }
+}
