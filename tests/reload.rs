@@ -239,7 +239,6 @@ fn restart_only_keys_are_reported_and_the_rest_applies() {
             .direct("fallback", "", "fallback")
             .start();
         let admin = gw.admin();
-        let mut client = Client::connect(gw.addr());
 
         // Each step keeps the previous changes and adds one restart-only key
         // and one route.
@@ -290,6 +289,9 @@ fn restart_only_keys_are_reported_and_the_rest_applies() {
             );
             for n in 1..=i + 1 {
                 let route = format!("r{n}");
+                // A new connection each time: this test is about what
+                // applies, not about open connections (tested above).
+                let mut client = Client::connect(gw.addr());
                 assert_eq!(
                     client.get(&format!("/{route}")).body_str(),
                     route,
