@@ -26,13 +26,34 @@
 //! router/                  host + path + method + header matching, compiled per snapshot
 //! balancer/                choosing a target: round_robin.rs
 //! upstream/                dialing targets; pool.rs keeps each shard's idle connections
+//!
+//! Off the request path, beside it:
+//!
+//! control/                 the management thread: start-up, event loop, drain (mod.rs)
+//!   signals.rs               SIGHUP, SIGTERM/SIGINT, SIGUSR1 forwarded onto a channel
+//!   reload.rs                the reload thread: file → Config → Snapshot → one store
+//!   listeners.rs             listener ids; new sockets bound before a reload applies
+//!   systemd.rs               sd_notify for Type=notify units: READY, RELOADING, STOPPING
+//! shard/control.rs         a shard's control task: adopt/retire listeners, drain
+//! metrics/                 what shards count per request, summed when scraped
+//!   per_shard.rs             cache-padded single-writer cells, one per shard
+//!   histogram.rs             duration buckets (Prometheus `le`)
+//!   route.rs, target.rs      series by route name and by (upstream, target address)
+//!   text.rs, render.rs       the Prometheus text exposition, format 0.0.4
+//! admin/                   the admin listener on plain threads
+//!   mod.rs                   accept loop, connection cap, one thread per connection
+//!   conn.rs                  HTTP/1.1 on a blocking socket: heads, keep-alive, answers
+//!   endpoints.rs             /healthz, /metrics, /config, /reload
+//!   redact.rs                secrets out of the config before GET /config shows it
 //! ```
 
+pub mod admin;
 pub mod balancer;
 pub mod config;
 pub mod control;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod shard;

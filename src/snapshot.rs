@@ -1,14 +1,17 @@
 //! Everything a shard reads to serve a request, built once per (re)load and swapped in whole.
 //!
-//! Targets get process-wide ids from a [`TargetRegistry`] keyed by (upstream name, address), so
-//! per-target state (each shard's idle pool today) survives a reload that keeps the target.
+//! Long-lived state is found through a [`Registry`] keyed by name, so it survives reloads:
+//! targets get process-wide ids keyed by (upstream name, address), which index each shard's
+//! idle pool, and routes and targets get their metrics handles, so counters continue.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::balancer::RoundRobin;
 use crate::config::Config;
 use crate::http::request::HeadLimits;
+use crate::metrics::{Metrics, RouteMetrics, TargetMetrics, NO_ROUTE};
 
 pub struct Snapshot {
     pub config: Config,
@@ -17,6 +20,12 @@ pub struct Snapshot {
     pub loaded_at: std::time::SystemTime,
     /// Parallel to `config.upstreams`.
     pub upstreams: Vec<UpstreamState>,
+    /// Parallel to `config.routes`.
+    pub route_metrics: Vec<Arc<RouteMetrics>>,
+    /// Where requests that matched no route are counted.
+    pub no_route: Arc<RouteMetrics>,
+    /// The process's metrics, the same object in every snapshot.
+    pub metrics: Arc<Metrics>,
     pub head_limits: HeadLimits,
 }
 
@@ -25,33 +34,41 @@ pub struct UpstreamState {
     pub balancer: RoundRobin,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct TargetRef {
     /// Process-wide id, stable across reloads for the same (upstream, address).
     pub id: usize,
     pub addr: SocketAddr,
+    pub metrics: Arc<TargetMetrics>,
 }
 
-/// Hands out target ids. Lives with whoever builds snapshots (never on a shard).
-#[derive(Default)]
-pub struct TargetRegistry {
+/// Hands out what outlives a snapshot. Lives with whoever builds snapshots (never a shard).
+pub struct Registry {
     ids: HashMap<(String, SocketAddr), usize>,
+    metrics: Arc<Metrics>,
 }
 
-impl TargetRegistry {
-    fn id(&mut self, upstream: &str, addr: SocketAddr) -> usize {
+impl Registry {
+    pub fn new(metrics: Arc<Metrics>) -> Registry {
+        Registry {
+            ids: HashMap::new(),
+            metrics,
+        }
+    }
+
+    fn target(&mut self, upstream: &str, addr: SocketAddr) -> TargetRef {
         let next = self.ids.len();
-        *self.ids.entry((upstream.to_string(), addr)).or_insert(next)
+        let id = *self.ids.entry((upstream.to_string(), addr)).or_insert(next);
+        TargetRef {
+            id,
+            addr,
+            metrics: self.metrics.target(upstream, addr),
+        }
     }
 }
 
 impl Snapshot {
-    pub fn build(
-        config: Config,
-        hash: String,
-        registry: &mut TargetRegistry,
-        shards: usize,
-    ) -> Snapshot {
+    pub fn build(config: Config, hash: String, registry: &mut Registry, shards: usize) -> Snapshot {
         let upstreams = config
             .upstreams
             .iter()
@@ -59,10 +76,7 @@ impl Snapshot {
                 let targets = u
                     .targets
                     .iter()
-                    .map(|t| TargetRef {
-                        id: registry.id(&u.name, t.addr),
-                        addr: t.addr,
-                    })
+                    .map(|t| registry.target(&u.name, t.addr))
                     .collect();
                 let weights: Vec<u32> = u.targets.iter().map(|t| t.weight).collect();
                 UpstreamState {
@@ -70,6 +84,11 @@ impl Snapshot {
                     balancer: RoundRobin::new(&weights, shards),
                 }
             })
+            .collect();
+        let route_metrics = config
+            .routes
+            .iter()
+            .map(|r| registry.metrics.route(&r.name))
             .collect();
         let l = &config.server.limits;
         let head_limits = HeadLimits {
@@ -82,6 +101,9 @@ impl Snapshot {
             hash,
             loaded_at: std::time::SystemTime::now(),
             upstreams,
+            route_metrics,
+            no_route: registry.metrics.route(NO_ROUTE),
+            metrics: Arc::clone(&registry.metrics),
             head_limits,
         }
     }

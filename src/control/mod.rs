@@ -8,6 +8,7 @@
 mod listeners;
 mod reload;
 mod signals;
+pub mod systemd;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,9 +17,10 @@ use crossbeam_channel::{select, Receiver};
 
 use crate::config::Config;
 use crate::log;
+use crate::metrics::Metrics;
 use crate::shard::{self, ShardPlan};
 use crate::shared::Shared;
-use crate::snapshot::{Snapshot, TargetRegistry};
+use crate::snapshot::{Registry, Snapshot};
 use listeners::Listeners;
 use reload::{Fixed, Reloader};
 use signals::Signal;
@@ -60,7 +62,9 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
     let change = listeners.prepare(&config.server.listen, shards)?;
     let (mut sockets, _) = listeners.commit(change);
 
-    let mut registry = TargetRegistry::default();
+    let metrics = Metrics::new(shards);
+    let mut registry = Registry::new(Arc::clone(&metrics));
+    let admin = config.admin.clone();
     let shared = Shared::new(Snapshot::build(config, hash, &mut registry, shards));
 
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
@@ -94,10 +98,26 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
             Err(_) => return Err("a shard exited during start-up".into()),
         }
     }
+    let (reload_tx, reload_rx) = crossbeam_channel::unbounded::<ReloadRequest>();
+    if let Some(admin) = admin {
+        // Up before the `listening` line, so whoever waits for that line can use it.
+        let listener = std::net::TcpListener::bind(admin.listen)
+            .map_err(|e| format!("admin.listen: cannot listen on {}: {e}", admin.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let context = crate::admin::AdminContext {
+            shared: Arc::clone(&shared),
+            metrics: Arc::clone(&metrics),
+            reload: reload_tx.clone(),
+            access_log_dropped: Arc::new(|| 0),
+        };
+        crate::admin::spawn(listener, context)
+            .map_err(|e| format!("cannot start the admin listener: {e}"))?;
+        eprintln!("admin listening {addr}");
+    }
     let addrs: Vec<String> = listeners.bound().iter().map(ToString::to_string).collect();
     eprintln!("listening {}", addrs.join(", "));
+    systemd::ready();
 
-    let (reload_tx, reload_rx) = crossbeam_channel::unbounded::<ReloadRequest>();
     Reloader {
         path: options.config_path,
         shared: Arc::clone(&shared),
@@ -105,6 +125,7 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
         listeners,
         shards: commands.clone(),
         fixed,
+        metrics,
     }
     .spawn(reload_rx)
     .map_err(|e| format!("cannot start the reload thread: {e}"))?;
@@ -142,6 +163,7 @@ fn drain(
         shared.open_connections(),
         humantime::format_duration(timeout)
     ));
+    systemd::stopping();
     shared.start_draining();
     for tx in commands {
         let _ = tx.send(shard::control::Command::Drain);

@@ -13,7 +13,7 @@ use crate::config::{Admin, Config, Driver};
 use crate::log;
 use crate::shard::control::Command;
 use crate::shared::Shared;
-use crate::snapshot::{Snapshot, TargetRegistry};
+use crate::snapshot::{Registry, Snapshot};
 
 /// What a reload may not change without a restart, as the process started with it.
 #[derive(Clone)]
@@ -26,10 +26,11 @@ pub struct Fixed {
 pub struct Reloader {
     pub path: PathBuf,
     pub shared: Arc<Shared>,
-    pub registry: TargetRegistry,
+    pub registry: Registry,
     pub listeners: Listeners,
     pub shards: Vec<Sender<Command>>,
     pub fixed: Fixed,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Reloader {
@@ -43,7 +44,10 @@ impl Reloader {
             .name("reload".into())
             .spawn(move || {
                 for request in requests {
+                    super::systemd::reloading();
                     let outcome = self.reload();
+                    // READY=1 either way: a refused reload leaves the old config serving.
+                    super::systemd::ready();
                     let _ = request.reply.send(outcome);
                 }
             })
@@ -92,11 +96,13 @@ impl Reloader {
         for note in &notes {
             log::warn(format_args!("{note}"));
         }
+        self.metrics.reload(true);
         log::info(format_args!("reload ok: {file} (hash {hash})"));
         Ok(notes)
     }
 
     fn refuse(&self, errors: Vec<String>) -> Vec<String> {
+        self.metrics.reload(false);
         log::error(format_args!(
             "reload refused: {}; the running config stays",
             self.path.display()

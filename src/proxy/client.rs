@@ -57,6 +57,9 @@ pub struct Client {
     stop: Trigger,
     /// Bytes written to the client on this connection, for metrics and the access log.
     sent: u64,
+    /// How much of `buf` the finished exchange used. Dropped only after the exchange has been
+    /// logged, since the log reads the head where it lies.
+    pub consumed: usize,
 }
 
 impl Client {
@@ -118,6 +121,7 @@ pub async fn serve(
         buf: Vec::new(),
         stop,
         sent: 0,
+        consumed: 0,
     };
     let mut served = 0u64;
     loop {
@@ -148,7 +152,19 @@ pub async fn serve(
         scratch.record = super::Record::default();
         // Boxed so the large request future is allocated only while a request is in flight and
         // an idle connection's task stays small.
+        let started = std::time::Instant::now();
+        let sent_before = conn.bytes_sent();
         let outcome = Box::pin(exchange(&shard, &snap, &mut conn, &mut scratch)).await;
+        observe(
+            &shard,
+            &snap,
+            &scratch,
+            started.elapsed(),
+            conn.bytes_sent() - sent_before,
+        );
+        // Pipelined bytes after the request stay for the next one.
+        let consumed = std::mem::take(&mut conn.consumed).min(conn.buf.len());
+        conn.buf.drain(..consumed);
         shard.give_scratch(scratch);
         served += 1;
         match outcome {
@@ -163,6 +179,24 @@ pub async fn serve(
     let _ = conn.stream.shutdown().await;
     if conn.buf.capacity() > 0 {
         shard.give_buffer(conn.buf);
+    }
+}
+
+/// Counts a finished exchange in the metrics (and, soon, the access log).
+fn observe(shard: &Shard, snap: &Snapshot, s: &Scratch, elapsed: Duration, sent: u64) {
+    let r = &s.record;
+    if r.status == 0 {
+        // Nothing was asked or answered: a connection that closed between requests.
+        return;
+    }
+    let route = r.route.map_or(&snap.no_route, |i| &snap.route_metrics[i]);
+    route.record(shard.id, r.status, elapsed, r.bytes_received, sent);
+    if let Some(u) = &r.upstream {
+        let target = &snap.upstreams[u.upstream].targets[u.target].metrics;
+        match u.error {
+            Some(kind) => target.error(shard.id, kind),
+            None => target.record(shard.id, u.duration),
+        }
     }
 }
 
@@ -196,6 +230,7 @@ async fn exchange(
         }
     }
 
+    s.record.parsed = true;
     let head = &s.head;
     let raw_path = &conn.buf[head.path.clone()];
     let normalised = if head.asterisk || raw_path.is_empty() {
@@ -351,7 +386,7 @@ async fn direct_with(
             Outcome::Linger
         };
     }
-    conn.buf.drain(..consumed);
+    conn.consumed = consumed;
     Outcome::KeepAlive
 }
 
@@ -426,7 +461,7 @@ pub async fn answer_error(
     }
     if keep_alive {
         let len = s.head.len.min(conn.buf.len());
-        conn.buf.drain(..len);
+        conn.consumed = len;
         Outcome::KeepAlive
     } else {
         Outcome::Linger

@@ -70,7 +70,10 @@ pub async fn proxy(
         Err(e) => return answer_error(shard, conn, s, e.status()).await,
     };
 
-    let Some((target_index, target)) = state.balancer.pick(shard.id).map(|i| (i, state.targets[i]))
+    let Some((target_index, target)) = state
+        .balancer
+        .pick(shard.id)
+        .map(|i| (i, &state.targets[i]))
     else {
         return answer_error(shard, conn, s, UpstreamError::NoTarget.status()).await;
     };
@@ -137,7 +140,7 @@ pub async fn proxy(
         let pooled = if retried {
             None
         } else {
-            shard.pool.take(target.id, !retryable)
+            shard.pool.take(target, !retryable)
         };
         let reused = pooled.is_some();
         let mut stream = match pooled {
@@ -147,6 +150,7 @@ pub async fn proxy(
                 Err(e) => break Err(Failure::Upstream(e)),
             },
         };
+        let in_use = InUse::new(&target.metrics, shard.id);
         match write_all(&mut stream, &mut s.out, upstream.write_timeout).await {
             Ok(()) => {}
             // A pooled connection that refuses the first write never delivered the request.
@@ -185,7 +189,7 @@ pub async fn proxy(
         )
         .await
         {
-            Ok(()) => break Ok(stream),
+            Ok(()) => break Ok((stream, in_use)),
             Err(HeadError::Stale) if reused && !retried && retryable => {
                 retried = true;
                 continue;
@@ -200,8 +204,8 @@ pub async fn proxy(
         }
     };
 
-    let mut stream = match exchange {
-        Ok(stream) => stream,
+    let (mut stream, _in_use) = match exchange {
+        Ok(exchanged) => exchanged,
         Err(failure) => {
             shard.give_buffer(ubuf);
             s.record.bytes_received = (head_len as u64) + body.consumed();
@@ -272,7 +276,7 @@ pub async fn proxy(
         matches!(result, Ok(true)) && resp.keep_alive() && resp.framing != ResponseFraming::Close;
     if reusable {
         shard.pool.put(
-            target.id,
+            target,
             stream,
             upstream.pool.max_idle_per_target,
             upstream.pool.idle_timeout,
@@ -281,10 +285,29 @@ pub async fn proxy(
     shard.give_buffer(ubuf);
     match result {
         Ok(_) if keep_alive => {
-            conn.buf.drain(..cursor);
+            conn.consumed = cursor;
             Outcome::KeepAlive
         }
         _ => Outcome::Close,
+    }
+}
+
+/// Counts an upstream connection as active (for the pool gauge) for as long as it lives.
+struct InUse<'a> {
+    metrics: &'a crate::metrics::TargetMetrics,
+    shard: usize,
+}
+
+impl<'a> InUse<'a> {
+    fn new(metrics: &'a crate::metrics::TargetMetrics, shard: usize) -> InUse<'a> {
+        metrics.pool_active(shard, 1);
+        InUse { metrics, shard }
+    }
+}
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.metrics.pool_active(self.shard, -1);
     }
 }
 

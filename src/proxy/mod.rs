@@ -20,6 +20,8 @@ use crate::http::response::ResponseHead;
 pub struct Record {
     /// The final status sent, or 499 when the client left before one could be.
     pub status: u16,
+    /// Whether a head was parsed: only then do the scratch's head and path describe it.
+    pub parsed: bool,
     /// Index into the snapshot's routes.
     pub route: Option<usize>,
     /// Request head and body bytes consumed.
@@ -36,14 +38,7 @@ pub struct UpstreamRecord {
     pub error: Option<UpstreamErrorKind>,
 }
 
-/// The error classes the metrics tell apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamErrorKind {
-    Connect,
-    Timeout,
-    Reset,
-    BadResponse,
-}
+pub use crate::metrics::UpstreamErrorKind;
 
 /// Per-request working memory, taken from the shard while a request is in flight and given
 /// back after, so an idle keep-alive connection holds none of it.

@@ -38,6 +38,8 @@ pub struct Shard {
     #[allow(clippy::redundant_allocation)]
     snapshot: RefCell<Rc<Arc<Snapshot>>>,
     pub pool: Pool,
+    /// The process's metrics; this shard writes only its own slots.
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub date: DateCache,
     pub request_ids: crate::proxy::RequestIds,
     buffers: RefCell<Vec<Vec<u8>>>,
@@ -58,12 +60,15 @@ const SPARE_BUFFERS: usize = 1024;
 
 impl Shard {
     fn new(id: usize, shared: Arc<Shared>) -> Shard {
-        let snapshot = RefCell::new(Rc::new(shared.snapshot.load_full()));
+        let current = shared.snapshot.load_full();
+        let metrics = Arc::clone(&current.metrics);
+        let snapshot = RefCell::new(Rc::new(current));
         Shard {
             id,
             shared,
             snapshot,
-            pool: Pool::default(),
+            pool: Pool::new(id),
+            metrics,
             date: DateCache::default(),
             request_ids: crate::proxy::RequestIds::new(id),
             buffers: RefCell::new(Vec::new()),
@@ -123,6 +128,7 @@ impl Shard {
     /// Counts a client connection for the drain; the guard uncounts it.
     pub fn open_connection(self: &Rc<Self>) -> ActiveConnection {
         self.active.set(self.active.get() + 1);
+        self.metrics.shard(self.id).connection_opened();
         ActiveConnection(Rc::clone(self))
     }
 
@@ -165,6 +171,7 @@ pub struct ActiveConnection(Rc<Shard>);
 impl Drop for ActiveConnection {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get() - 1);
+        self.0.metrics.shard(self.0.id).connection_closed();
     }
 }
 

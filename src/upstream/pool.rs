@@ -11,25 +11,51 @@ use std::os::fd::AsRawFd;
 
 use monoio::net::TcpStream;
 
+use crate::metrics::TargetMetrics;
+use crate::snapshot::TargetRef;
+
 struct Idle {
     stream: TcpStream,
     expires: Instant,
 }
 
+/// One target's idle connections, and the gauge that reports them.
 #[derive(Default)]
+struct Slot {
+    idle: VecDeque<Idle>,
+    metrics: Option<std::sync::Arc<TargetMetrics>>,
+}
+
+impl Slot {
+    fn gauge(&self, shard: usize, delta: i64) {
+        if let Some(m) = &self.metrics {
+            m.pool_idle(shard, delta);
+        }
+    }
+}
+
 pub struct Pool {
-    targets: RefCell<Vec<VecDeque<Idle>>>,
+    shard: usize,
+    targets: RefCell<Vec<Slot>>,
 }
 
 impl Pool {
+    pub fn new(shard: usize) -> Pool {
+        Pool {
+            shard,
+            targets: RefCell::new(Vec::new()),
+        }
+    }
+
     /// The most recently returned connection to `target` that has not expired. With
     /// `check_alive`, connections the upstream has closed (or written to) while idle are
     /// skipped, for requests that could not be retried if sent on a dead one.
-    pub fn take(&self, target: usize, check_alive: bool) -> Option<TcpStream> {
+    pub fn take(&self, target: &TargetRef, check_alive: bool) -> Option<TcpStream> {
         let mut targets = self.targets.borrow_mut();
-        let idle = targets.get_mut(target)?;
+        let slot = targets.get_mut(target.id)?;
         let now = Instant::now();
-        while let Some(conn) = idle.pop_back() {
+        while let Some(conn) = slot.idle.pop_back() {
+            slot.gauge(self.shard, -1);
             if conn.expires > now && (!check_alive || is_quiet(&conn.stream)) {
                 return Some(conn.stream);
             }
@@ -37,34 +63,43 @@ impl Pool {
         None
     }
 
-    pub fn put(&self, target: usize, stream: TcpStream, max_idle: usize, idle_timeout: Duration) {
+    pub fn put(
+        &self,
+        target: &TargetRef,
+        stream: TcpStream,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) {
         if max_idle == 0 {
             return;
         }
         let mut targets = self.targets.borrow_mut();
-        if targets.len() <= target {
-            targets.resize_with(target + 1, VecDeque::new);
+        if targets.len() <= target.id {
+            targets.resize_with(target.id + 1, Slot::default);
         }
-        let idle = &mut targets[target];
-        while idle.len() >= max_idle {
-            idle.pop_front();
+        let slot = &mut targets[target.id];
+        if slot.metrics.is_none() {
+            slot.metrics = Some(std::sync::Arc::clone(&target.metrics));
         }
-        idle.push_back(Idle {
+        while slot.idle.len() >= max_idle {
+            slot.idle.pop_front();
+            slot.gauge(self.shard, -1);
+        }
+        slot.idle.push_back(Idle {
             stream,
             expires: Instant::now() + idle_timeout,
         });
+        slot.gauge(self.shard, 1);
     }
 
     /// Closes connections idle past their timeout; run periodically by the shard.
     pub fn sweep(&self) {
         let now = Instant::now();
-        for idle in self.targets.borrow_mut().iter_mut() {
-            idle.retain(|c| c.expires > now);
+        for slot in self.targets.borrow_mut().iter_mut() {
+            let before = slot.idle.len();
+            slot.idle.retain(|c| c.expires > now);
+            slot.gauge(self.shard, slot.idle.len() as i64 - before as i64);
         }
-    }
-
-    pub fn idle_count(&self) -> usize {
-        self.targets.borrow().iter().map(VecDeque::len).sum()
     }
 }
 

@@ -1,0 +1,152 @@
+//! Per-target series: upstream exchanges, their duration and errors, and pool gauges.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::histogram::{Histogram, HistogramTotals};
+use super::per_shard::{Counter, Gauge, PerShard};
+
+/// Why an upstream exchange failed, as the `kind` label of `shardgate_upstream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamErrorKind {
+    /// The connection could not be established (refused, unreachable, connect timeout).
+    Connect,
+    /// The target stopped answering: response head or body read timed out.
+    Timeout,
+    /// The target closed or reset the connection mid-exchange.
+    Reset,
+    /// The target answered something that is not acceptable HTTP/1.1.
+    BadResponse,
+}
+
+impl UpstreamErrorKind {
+    pub const ALL: [UpstreamErrorKind; 4] = [
+        UpstreamErrorKind::Connect,
+        UpstreamErrorKind::Timeout,
+        UpstreamErrorKind::Reset,
+        UpstreamErrorKind::BadResponse,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Reset => "reset",
+            UpstreamErrorKind::BadResponse => "bad_response",
+        }
+    }
+}
+
+/// The series of one (upstream name, target address), shared by every snapshot that has it.
+pub struct TargetMetrics {
+    upstream: String,
+    addr: SocketAddr,
+    shards: PerShard<TargetShard>,
+}
+
+#[derive(Default)]
+struct TargetShard {
+    /// Its count is `shardgate_upstream_requests_total`: one observation per exchange.
+    duration: Histogram,
+    errors: [Counter; UpstreamErrorKind::ALL.len()],
+    pool_idle: Gauge,
+    pool_active: Gauge,
+}
+
+impl TargetMetrics {
+    pub(crate) fn new(upstream: &str, addr: SocketAddr, shards: usize) -> TargetMetrics {
+        TargetMetrics {
+            upstream: upstream.to_string(),
+            addr,
+            shards: PerShard::new(shards),
+        }
+    }
+
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// One upstream exchange done (request sent, response received), counted in
+    /// `shardgate_upstream_requests_total` and timed in the duration histogram. Failures are
+    /// counted by [`TargetMetrics::error`] instead.
+    #[inline]
+    pub fn record(&self, shard: usize, duration: Duration) {
+        self.shards.get(shard).duration.observe(duration);
+    }
+
+    #[inline]
+    pub fn error(&self, shard: usize, kind: UpstreamErrorKind) {
+        self.shards.get(shard).errors[kind as usize].add(1);
+    }
+
+    /// Moves the idle-connections gauge; only the shard owning the pool calls it.
+    #[inline]
+    pub fn pool_idle(&self, shard: usize, delta: i64) {
+        self.shards.get(shard).pool_idle.add(delta);
+    }
+
+    /// Moves the in-use connections gauge; only the shard owning the connection calls it.
+    #[inline]
+    pub fn pool_active(&self, shard: usize, delta: i64) {
+        self.shards.get(shard).pool_active.add(delta);
+    }
+
+    pub(crate) fn totals(&self) -> TargetTotals {
+        let mut t = TargetTotals::default();
+        for s in self.shards.iter() {
+            t.duration.add(&s.duration);
+            for (total, n) in t.errors.iter_mut().zip(&s.errors) {
+                *total = total.wrapping_add(n.get());
+            }
+            t.pool_idle = t.pool_idle.wrapping_add(s.pool_idle.get());
+            t.pool_active = t.pool_active.wrapping_add(s.pool_active.get());
+        }
+        t
+    }
+}
+
+/// A target's series summed over shards.
+#[derive(Debug, Default)]
+pub(crate) struct TargetTotals {
+    pub duration: HistogramTotals,
+    /// Indexed by `UpstreamErrorKind as usize`.
+    pub errors: [u64; UpstreamErrorKind::ALL.len()],
+    pub pool_idle: i64,
+    pub pool_active: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds_index_in_order() {
+        for (i, kind) in UpstreamErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i);
+        }
+    }
+
+    #[test]
+    fn gauges_sum_signed_deltas_across_shards() {
+        let t = TargetMetrics::new("users", "127.0.0.1:80".parse().unwrap(), 2);
+        t.pool_idle(0, 3);
+        t.pool_idle(1, 2);
+        t.pool_idle(0, -1);
+        t.pool_active(1, 1);
+        t.pool_active(1, -1);
+        t.pool_active(0, 1);
+        t.error(1, UpstreamErrorKind::Reset);
+        t.error(0, UpstreamErrorKind::Reset);
+        t.error(0, UpstreamErrorKind::BadResponse);
+        t.record(0, Duration::from_millis(7));
+        let totals = t.totals();
+        assert_eq!(totals.pool_idle, 4);
+        assert_eq!(totals.pool_active, 1);
+        assert_eq!(totals.errors, [0, 0, 2, 1]);
+        assert_eq!(totals.duration.count(), 1);
+    }
+}
