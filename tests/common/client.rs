@@ -36,6 +36,11 @@ impl Response {
         !self.headers_named(name).is_empty()
     }
 
+    /// Whether the response carries `Connection: close`.
+    pub fn says_close(&self) -> bool {
+        wire::has_token(&self.headers, "connection", "close")
+    }
+
     pub fn body_str(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -136,17 +141,35 @@ impl Client {
     }
 
     fn read(&mut self, head_request: bool, with_body: bool) -> Response {
+        self.try_read(head_request, with_body)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like `get`, but a failure (reset, EOF, timeout, garbage) is returned
+    /// instead of failing the test, for load loops that count outcomes.
+    pub fn try_get(&mut self, path: &str) -> Result<Response, String> {
+        self.try_send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+            .map_err(|e| format!("sending GET {path}: {e}"))?;
+        self.try_read(false, true)
+    }
+
+    /// Like `read_response`, returning a failure instead of panicking.
+    pub fn try_read_response(&mut self) -> Result<Response, String> {
+        self.try_read(false, true)
+    }
+
+    fn try_read(&mut self, head_request: bool, with_body: bool) -> Result<Response, String> {
         let head = match wire::read_head(&mut self.reader) {
             Ok(Some(h)) => h,
-            Ok(None) => panic!("connection closed before a response"),
-            Err(e) if wire::is_timeout(&e) => panic!("no response within {GUARD:?}"),
-            Err(e) => panic!("reading a response head: {e}"),
+            Ok(None) => return Err("connection closed before a response".into()),
+            Err(e) if wire::is_timeout(&e) => return Err(format!("no response within {GUARD:?}")),
+            Err(e) => return Err(format!("reading a response head: {e}")),
         };
-        let mut resp = parse_status(head);
+        let mut resp = try_parse_status(head)?;
         let bodiless =
             head_request || resp.status < 200 || resp.status == 204 || resp.status == 304;
         if bodiless || !with_body {
-            return resp;
+            return Ok(resp);
         }
         let result = if wire::has_token(&resp.headers, "transfer-encoding", "chunked") {
             resp.chunked = true;
@@ -163,10 +186,13 @@ impl Client {
                 Ok(None) => wire::read_until_eof(&mut self.reader, &mut resp.body),
             }
         };
-        if let Err(e) = result {
-            panic!("reading the body of {} {}: {e}", resp.status, resp.reason);
+        match result {
+            Ok(()) => Ok(resp),
+            Err(e) => Err(format!(
+                "reading the body of {} {}: {e}",
+                resp.status, resp.reason
+            )),
         }
-        resp
     }
 
     /// Everything until the peer closes (a reset counts as the close).
@@ -201,16 +227,16 @@ impl Client {
     }
 }
 
-fn parse_status(head: Head) -> Response {
+fn try_parse_status(head: Head) -> Result<Response, String> {
     let mut parts = head.start_line.splitn(3, ' ');
     let version = parts.next().unwrap_or("").to_string();
     let status = parts.next().and_then(|s| s.parse().ok());
     let reason = parts.next().unwrap_or("").to_string();
     let status = match status {
         Some(s) if version.starts_with("HTTP/1.") => s,
-        _ => panic!("bad status line {:?}", head.start_line),
+        _ => return Err(format!("bad status line {:?}", head.start_line)),
     };
-    Response {
+    Ok(Response {
         version,
         status,
         reason,
@@ -219,7 +245,7 @@ fn parse_status(head: Head) -> Response {
         trailers: Vec::new(),
         chunked: false,
         raw_head: head.raw,
-    }
+    })
 }
 
 fn set_rcvbuf(stream: &TcpStream, bytes: libc::c_int) {

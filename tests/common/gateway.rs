@@ -3,13 +3,15 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::admin::Admin;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_shardgate");
 
@@ -47,6 +49,47 @@ impl TempConfig {
 impl Drop for TempConfig {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A unique path in the temp dir for a file the gateway creates (an access
+/// log); that file and `<path>.1` are removed on drop.
+pub struct TempPath {
+    path: PathBuf,
+}
+
+impl TempPath {
+    pub fn new(what: &str) -> TempPath {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        TempPath {
+            path: std::env::temp_dir().join(format!(
+                "shardgate-test-{}-{}-{nanos}.{what}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            )),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `<path>.1`, where a rotation moves the file.
+    pub fn rotated(&self) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".1");
+        PathBuf::from(name)
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(self.rotated());
     }
 }
 
@@ -102,7 +145,10 @@ pub struct Gateway {
     child: Child,
     addrs: Vec<SocketAddr>,
     log: Arc<Log>,
-    _config: TempConfig,
+    config: TempConfig,
+    /// `[admin] listen` as the config file first said, used only when the
+    /// gateway does not print its `admin listening` line.
+    admin_hint: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -166,7 +212,8 @@ impl Gateway {
             child,
             addrs,
             log,
-            _config: config_file,
+            config: config_file,
+            admin_hint: admin_listen(config),
         })
     }
 
@@ -202,6 +249,109 @@ impl Gateway {
             })
     }
 
+    /// A mark in the log: `wait_for_log_since` only sees lines after it.
+    pub fn log_mark(&self) -> usize {
+        self.log.state.lock().unwrap().lines.len()
+    }
+
+    /// Waits (guarded) for a stderr line after `mark` that satisfies `pick`.
+    pub fn wait_for_log_since(&self, mark: usize, pick: impl Fn(&str) -> bool) -> Option<String> {
+        self.log.wait_for(START_GUARD, |lines| {
+            lines.get(mark..)?.iter().find(|l| pick(l)).cloned()
+        })
+    }
+
+    /// Stderr lines after `mark`, as they are now.
+    pub fn log_since(&self, mark: usize) -> Vec<String> {
+        let state = self.log.state.lock().unwrap();
+        state.lines.get(mark..).unwrap_or_default().to_vec()
+    }
+
+    /// The config file the gateway was started with (and reloads from).
+    pub fn config_path(&self) -> &Path {
+        self.config.path()
+    }
+
+    /// Rewrites the config file in place (same path, same inode).
+    pub fn rewrite_config(&self, text: &str) {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(self.config.path())
+            .unwrap_or_else(|e| panic!("rewrite {}: {e}", self.config.path().display()));
+        file.write_all(text.as_bytes()).unwrap();
+        file.sync_all().unwrap();
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        signal(self.child.id(), sig);
+    }
+
+    /// The exit status, once the process has exited (guarded).
+    pub fn wait_exit(&mut self) -> Option<ExitStatus> {
+        wait_with_guard(&mut self.child)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+    }
+
+    /// The admin listener: the address from the gateway's `admin listening
+    /// ADDR` line, or, failing that line, the configured address once it
+    /// accepts connections. Guarded.
+    pub fn admin(&self) -> Admin {
+        let deadline = Instant::now() + START_GUARD;
+        loop {
+            let announced = self.log.wait_for(Duration::from_millis(20), |lines| {
+                lines.iter().find_map(|l| {
+                    let (_, rest) = l.split_once("admin listening ")?;
+                    rest.split_whitespace().next()?.parse::<SocketAddr>().ok()
+                })
+            });
+            if let Some(addr) = announced {
+                return Admin::new(addr);
+            }
+            if let Some(hint) = self.admin_hint {
+                if TcpStream::connect(hint).is_ok() {
+                    return Admin::new(hint);
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no `admin listening` line and nothing accepting on {:?}; stderr:\n{}",
+                    self.admin_hint,
+                    self.stderr()
+                );
+            }
+        }
+    }
+
+    /// Rewrites the config file, sends SIGHUP, and waits (guarded) until
+    /// `shardgate_reloads_total{result}` goes up, `result` being "success"
+    /// or "failure". One reload at a time: signals sent in a burst merge.
+    pub fn reload_by_sighup(&self, admin: &Admin, text: &str, result: &str) {
+        let counter = || {
+            admin
+                .metric("shardgate_reloads_total", &[("result", result)])
+                .unwrap_or(0.0)
+        };
+        let before = counter();
+        self.rewrite_config(text);
+        self.signal(libc::SIGHUP);
+        let deadline = Instant::now() + START_GUARD;
+        while counter() <= before {
+            if Instant::now() >= deadline {
+                panic!(
+                    "shardgate_reloads_total{{result=\"{result}\"}} still {before} {START_GUARD:?} \
+                     after SIGHUP; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGTERM and waits (guarded) for the exit status.
     pub fn terminate(mut self) -> Option<ExitStatus> {
         signal(self.child.id(), libc::SIGTERM);
@@ -222,6 +372,22 @@ impl Drop for Gateway {
             println!("--- gateway stderr ---\n{}\n---", self.log.text());
         }
     }
+}
+
+/// The `listen` value of the `[admin]` table in a config text, if any.
+fn admin_listen(config: &str) -> Option<SocketAddr> {
+    let mut in_admin = false;
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_admin = line == "[admin]";
+        } else if in_admin {
+            if let Some(value) = line.strip_prefix("listen") {
+                let value = value.trim_start().strip_prefix('=')?.trim();
+                return value.trim_matches('"').parse().ok();
+            }
+        }
+    }
+    None
 }
 
 fn signal(pid: u32, sig: libc::c_int) {
@@ -329,6 +495,7 @@ pub fn for_each_driver(test: impl Fn(&str)) {
 pub struct Conf {
     driver: String,
     workers: u32,
+    listen: Vec<String>,
     server: String,
     limits: String,
     sections: String,
@@ -339,6 +506,7 @@ impl Conf {
         Conf {
             driver: driver.to_string(),
             workers: 1,
+            listen: vec!["127.0.0.1:0".to_string()],
             server: String::new(),
             limits: String::new(),
             sections: String::new(),
@@ -347,6 +515,31 @@ impl Conf {
 
     pub fn workers(mut self, workers: u32) -> Conf {
         self.workers = workers;
+        self
+    }
+
+    /// Replaces `server.listen` (default `["127.0.0.1:0"]`).
+    pub fn listen(mut self, addrs: &[&str]) -> Conf {
+        self.listen = addrs.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
+    /// An `[admin]` table listening on `addr`.
+    pub fn admin(self, addr: SocketAddr) -> Conf {
+        self.section(&format!("[admin]\nlisten = \"{addr}\""))
+    }
+
+    /// An `[access_log]` table.
+    pub fn access_log(self, format: &str, path: &Path) -> Conf {
+        self.section(&format!(
+            "[access_log]\nformat = \"{format}\"\npath = \"{}\"",
+            path.display()
+        ))
+    }
+
+    /// Any TOML text, appended after the upstreams and routes so far.
+    pub fn section(mut self, text: &str) -> Conf {
+        write!(self.sections, "\n{text}\n").unwrap();
         self
     }
 
@@ -405,9 +598,15 @@ impl Conf {
     }
 
     pub fn build(&self) -> String {
+        let listen = self
+            .listen
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = {}\ndriver = \"{}\"\n{}\n[server.limits]\n{}\n{}",
-            self.workers, self.driver, self.server, self.limits, self.sections
+            "[server]\nlisten = [{}]\nworkers = {}\ndriver = \"{}\"\n{}\n[server.limits]\n{}\n{}",
+            listen, self.workers, self.driver, self.server, self.limits, self.sections
         )
     }
 

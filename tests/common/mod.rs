@@ -6,21 +6,34 @@
 //!   epoll.
 //! * `Origin`: upstream servers on std::net, well-behaved or scripted.
 //! * `Client`: raw bytes out, parsed responses in, every read guarded.
+//! * `Admin`: the admin listener (`/healthz`, `/metrics`, `/config`,
+//!   `/reload`) and a reader for the Prometheus text format (`metric`).
 //!
 //! Nothing here uses the gateway's own code: only its CLI and config contract.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod client;
 pub mod gateway;
 pub mod origin;
 pub mod wire;
 
+pub use admin::{label_values, metric, Admin};
 pub use client::{Client, Response};
-pub use gateway::{check, for_each_driver, run_cli, Conf, Gateway, TempConfig, BIN};
-pub use origin::{BodyFraming, Origin, RawConn, Reply, Request};
+pub use gateway::{
+    check, drivers, for_each_driver, run_cli, Conf, Gateway, TempConfig, TempPath, BIN,
+};
+pub use origin::{BodyFraming, Gate, Origin, RawConn, Reply, Request};
 pub use wire::{checksum, pattern};
 
-use std::net::{SocketAddr, TcpListener};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for an expected event (a reload, a log line, a
+/// closed listener) before it fails.
+pub const EVENT_GUARD: Duration = Duration::from_secs(10);
 
 /// An address nothing listens on (bound, then released).
 /// An address that refuses connections. The port stays bound (never listening) for the rest of
@@ -32,4 +45,45 @@ pub fn dead_addr() -> SocketAddr {
     let addr = socket.local_addr().unwrap().as_socket().unwrap();
     std::mem::forget(socket);
     addr
+}
+
+/// A port free right now on `ip` (bound, then released), for configs that
+/// need a known address. `ip` is a loopback address such as "127.0.0.2".
+pub fn free_addr(ip: &str) -> SocketAddr {
+    TcpListener::bind((ip, 0))
+        .unwrap_or_else(|e| panic!("bind {ip}:0: {e}"))
+        .local_addr()
+        .unwrap()
+}
+
+/// Polls `probe` every 10 ms until it returns Some, for at most EVENT_GUARD;
+/// panics naming `what` when it never does.
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + EVENT_GUARD;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        if Instant::now() >= deadline {
+            panic!("{what}: not seen within {EVENT_GUARD:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A connection attempt to `addr`: Ok when accepted into a backlog, the
+/// error otherwise (ConnectionRefused when nothing listens).
+pub fn try_connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+}
+
+/// Polls until connecting to `addr` is refused (guarded).
+pub fn wait_refused(addr: SocketAddr, why: &str) {
+    eventually(
+        &format!("{why}: connect to {addr} refused"),
+        || match try_connect(addr) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Some(()),
+            _ => None,
+        },
+    )
 }

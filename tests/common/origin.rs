@@ -9,7 +9,7 @@ use std::io::{self, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -437,4 +437,31 @@ pub fn read_request<R: io::BufRead>(r: &mut R, conn: usize) -> io::Result<Option
         req.framing = BodyFraming::Length;
     }
     Ok(Some(req))
+}
+
+/// A latch for origin handlers: requests wait on it until the test opens it,
+/// so a test can hold a request in flight for as long as it needs. Waiting is
+/// guarded, so a failed test never leaves a handler blocked for good.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// Lets every waiting and future request through.
+    pub fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+
+    /// Blocks until the gate opens (or a long guard passes).
+    pub fn wait(&self) {
+        let (open, changed) = &*self.0;
+        let guard = open.lock().unwrap();
+        let _unused = changed
+            .wait_timeout_while(guard, CLOSE_GUARD, |open| !*open)
+            .unwrap();
+    }
 }
