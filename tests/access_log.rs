@@ -207,7 +207,9 @@ fn parse_combined(line: &str) -> Option<Combined> {
     let (referer, rest) = quoted(rest)?;
     let rest = rest.strip_prefix(' ')?;
     let (user_agent, rest) = quoted(rest)?;
-    if !rest.is_empty() {
+    // The NCSA fields come first, so combined-format tools read the line; the fields the
+    // issue asks for beyond them follow as ` key=value` extras.
+    if !rest.is_empty() && !rest.starts_with(' ') {
         return None;
     }
     Some(Combined {

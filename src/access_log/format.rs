@@ -69,7 +69,7 @@ pub fn json(e: &Entry<'_>, out: &mut Vec<u8>) {
 
 /// nginx's `combined` with Shardgate's fields after it, as nginx users usually add them:
 /// `203.0.113.9 - - [21/Nov/2026:06:24:19 +0000] "GET /a?b=1 HTTP/1.1" 200 512 "-" "curl/8.5.0"
-/// rt=0.003 urt=0.002 route=api id=4bf92f35`. Empty fields are `-`; times are seconds with
+/// rt=0.003 urt=0.002 upstream=10.0.0.7:8080 route=api id=4bf92f35`. Empty fields are `-`; times are seconds with
 /// millisecond resolution, like `$request_time` and `$upstream_response_time`.
 pub fn combined(e: &Entry<'_>, out: &mut Vec<u8>) {
     bare_field(e.client, out);
@@ -94,6 +94,11 @@ pub fn combined(e: &Entry<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b" urt=");
     match e.upstream_duration {
         Some(d) => seconds(d, out),
+        None => out.push(b'-'),
+    }
+    out.extend_from_slice(b" upstream=");
+    match e.upstream_target {
+        Some(addr) => socket_addr(addr, out),
         None => out.push(b'-'),
     }
     out.extend_from_slice(b" route=");
@@ -257,7 +262,7 @@ mod tests {
             render(combined, &entry()),
             concat!(
                 r#"203.0.113.9 - - [21/Nov/2026:06:24:19 +0000] "GET /v1/users?id=7 HTTP/1.1" "#,
-                r#"200 512 "https://example.com/" "curl/8.5.0" rt=0.003 urt=0.002 route=users "#,
+                r#"200 512 "https://example.com/" "curl/8.5.0" rt=0.003 urt=0.002 upstream=10.0.0.7:8080 route=users "#,
                 "id=4bf92f3577b34da6\n"
             )
         );
@@ -284,7 +289,7 @@ mod tests {
             render(combined, &e),
             concat!(
                 r#"203.0.113.9 - - [21/Nov/2026:06:24:19 +0000] "- - -" 400 0 "-" "-" "#,
-                "rt=1.250 urt=- route=- id=-\n"
+                "rt=1.250 urt=- upstream=- route=- id=-\n"
             )
         );
     }
@@ -305,7 +310,7 @@ mod tests {
             render(combined, &e),
             concat!(
                 r#"203.0.113.9 - - [21/Nov/2026:06:24:19 +0000] "GET /a\x22b\x5Cc HTTP/1.1" "#,
-                r#"200 512 "x\x22 y" "Mozilla/5.0 (\xC3\xBC)\x09\x7F" rt=0.003 urt=0.002 "#,
+                r#"200 512 "x\x22 y" "Mozilla/5.0 (\xC3\xBC)\x09\x7F" rt=0.003 urt=0.002 upstream=10.0.0.7:8080 "#,
                 r#"route=r\x221 id=id\x20with\x20space"#,
                 "\n"
             )

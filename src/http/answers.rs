@@ -110,6 +110,7 @@ pub fn write_error(
     close: bool,
     http10: bool,
     send_body: bool,
+    request_id: &[u8],
 ) {
     let mut body = [0u8; 64];
     let text = error_body(status, &mut body);
@@ -126,7 +127,7 @@ pub fn write_error(
         send_body,
         close,
         http10,
-        request_id: None,
+        request_id: (!request_id.is_empty()).then_some(request_id),
         extra,
     }
     .write(out, date);
@@ -170,6 +171,7 @@ mod tests {
             true,
             false,
             true,
+            b"",
         );
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));

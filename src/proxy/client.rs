@@ -125,16 +125,17 @@ pub async fn serve(
     };
     let mut served = 0u64;
     loop {
-        let snap = shard.snapshot();
         if conn.buf.is_empty() {
             if conn.buf.capacity() > 0 {
                 shard.give_buffer(std::mem::take(&mut conn.buf));
             }
-            let limits = &snap.config.server.limits;
-            let idle = if served == 0 {
-                limits.header_read_timeout
-            } else {
-                limits.keepalive_timeout
+            let idle = {
+                let limits = &shard.snapshot().config.server.limits;
+                if served == 0 {
+                    limits.header_read_timeout
+                } else {
+                    limits.keepalive_timeout
+                }
             };
             // Strict readiness: epoll's relaxed flag is still set from the last read, which
             // would take a buffer early and skip the keep-alive timeout.
@@ -148,6 +149,9 @@ pub async fn serve(
             }
             conn.buf = shard.take_buffer();
         }
+        // Loaded when the request arrives, not before the idle wait: a reload during the wait
+        // applies to this request.
+        let snap = shard.snapshot();
         let mut scratch = shard.take_scratch();
         scratch.record = super::Record::default();
         scratch.request_id.clear();
@@ -260,6 +264,25 @@ fn access_entry<'a>(
     }
 }
 
+/// Longest client-supplied X-Request-Id kept; longer ones are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The id that ties a request's upstream exchange, its response and its log line together:
+/// the client's own X-Request-Id when it is sane, otherwise a new one.
+fn assign_request_id(shard: &Shard, buf: &[u8], s: &mut Scratch) {
+    s.request_id.clear();
+    let theirs = s
+        .head
+        .fields
+        .iter()
+        .find(|f| f.kind == Kind::XRequestId)
+        .map(|f| f.value(buf));
+    match theirs {
+        Some(v) if !v.is_empty() && v.len() <= MAX_REQUEST_ID => s.request_id.extend_from_slice(v),
+        _ => s.request_id.extend_from_slice(&shard.request_ids.next()),
+    }
+}
+
 /// Reads one request head, routes it and serves it.
 async fn exchange(
     shard: &Shard,
@@ -291,6 +314,7 @@ async fn exchange(
     }
 
     s.record.parsed = true;
+    assign_request_id(shard, &conn.buf, s);
     let head = &s.head;
     let raw_path = &conn.buf[head.path.clone()];
     let normalised = if head.asterisk || raw_path.is_empty() {
@@ -428,7 +452,7 @@ async fn direct_with(
         send_body: s.head.method != Method::Head,
         close: !keep_alive,
         http10: s.head.version == Version::Http10,
-        request_id: None,
+        request_id: Some(&s.request_id),
         extra,
     }
     .write(&mut s.out, &date);
@@ -485,7 +509,10 @@ async fn refuse(
 ) -> Outcome {
     let date = shard.date.now();
     s.out.clear();
-    answers::write_error(&mut s.out, status, &date, true, false, true);
+    // Unparsed, so nothing of the client's can be trusted: a fresh id ties answer and log.
+    s.request_id.clear();
+    s.request_id.extend_from_slice(&shard.request_ids.next());
+    answers::write_error(&mut s.out, status, &date, true, false, true, &s.request_id);
     s.record.status = status;
     s.record.bytes_received = conn.buf.len() as u64;
     let _ = conn
@@ -514,6 +541,7 @@ pub async fn answer_error(
         !keep_alive,
         s.head.version == Version::Http10,
         s.head.method != Method::Head,
+        &s.request_id,
     );
     let send_timeout = shard.snapshot().config.server.limits.send_timeout;
     if conn.send_all(&mut s.out, send_timeout).await.is_err() {

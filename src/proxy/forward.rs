@@ -14,10 +14,8 @@ use super::body::{BodyError, RequestBody};
 use super::client::{answer_error, Client, Outcome};
 use super::head::{self, ClientFraming, Forwarding, Responding};
 use super::io::{read_more, write_all, write_range, IoError};
-use super::request_id::REQUEST_ID_LEN;
 use super::{Scratch, UpstreamErrorKind, UpstreamRecord};
 use crate::http::chunked::{self, ChunkedDecoder};
-use crate::http::headers::Kind;
 use crate::http::request::{Method, Version};
 use crate::http::response::{ResponseFraming, ResponseHead};
 use crate::shard::Shard;
@@ -32,8 +30,6 @@ const COALESCE_LIMIT: usize = 16 * 1024;
 /// Large bodies are relayed through a buffer grown to this size: four times fewer reads and
 /// writes than the default buffer for a 64 KiB response.
 const RELAY_BUFFER: usize = 64 * 1024;
-/// Longest client-supplied X-Request-Id echoed back; longer ones are replaced.
-const MAX_REQUEST_ID: usize = 128;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -78,22 +74,6 @@ pub async fn proxy(
         return answer_error(shard, conn, s, UpstreamError::NoTarget.status()).await;
     };
 
-    // The client's own id is kept (and echoed) when it is sane; otherwise we mint one.
-    let mut id_buf = [0u8; MAX_REQUEST_ID];
-    let request_id: &[u8] = match s.head.fields.iter().find(|f| f.kind == Kind::XRequestId) {
-        Some(f) if !f.value(&conn.buf).is_empty() && f.value(&conn.buf).len() <= MAX_REQUEST_ID => {
-            let v = f.value(&conn.buf);
-            id_buf[..v.len()].copy_from_slice(v);
-            &id_buf[..v.len()]
-        }
-        _ => {
-            id_buf[..REQUEST_ID_LEN].copy_from_slice(&shard.request_ids.next());
-            &id_buf[..REQUEST_ID_LEN]
-        }
-    };
-    s.request_id.clear();
-    s.request_id.extend_from_slice(request_id);
-
     if s.head.expect_continue && !body.is_done() {
         s.out.clear();
         s.out.extend_from_slice(CONTINUE);
@@ -116,7 +96,7 @@ pub async fn proxy(
             host_header: &upstream.host_header,
             target: target.addr,
             client_ip: conn.ip(),
-            request_id,
+            request_id: &s.request_id,
             via: snap.config.server.via,
         },
     );
@@ -257,7 +237,7 @@ pub async fn proxy(
             framing,
             keep_alive,
             client_version: s.head.version,
-            request_id,
+            request_id: &s.request_id,
             date: &date,
             via: snap.config.server.via,
         },
