@@ -167,7 +167,9 @@ fn a_known_request_makes_one_json_line() {
 }
 
 /// One combined-format line, as nginx writes it:
-/// `client - user [time] "request" status bytes "referer" "user_agent"`.
+/// `client - user [time] "request" status bytes "referer" "user_agent"`,
+/// then Shardgate's own fields as ` key=value` extras (nginx users add theirs
+/// the same way): `rt= urt= upstream= route= id=`.
 #[derive(Debug)]
 struct Combined {
     client: String,
@@ -178,6 +180,16 @@ struct Combined {
     bytes: u64,
     referer: String,
     user_agent: String,
+    extras: Vec<(String, String)>,
+}
+
+impl Combined {
+    fn extra(&self, key: &str) -> Option<&str> {
+        self.extras
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 fn quoted(s: &str) -> Option<(String, &str)> {
@@ -212,6 +224,13 @@ fn parse_combined(line: &str) -> Option<Combined> {
     if !rest.is_empty() && !rest.starts_with(' ') {
         return None;
     }
+    let extras = rest
+        .split_whitespace()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect::<Option<Vec<_>>>()?;
     Some(Combined {
         client: client.to_string(),
         user: user.to_string(),
@@ -221,6 +240,7 @@ fn parse_combined(line: &str) -> Option<Combined> {
         bytes: bytes.parse().ok()?,
         referer,
         user_agent,
+        extras,
     })
 }
 
@@ -256,9 +276,13 @@ fn a_known_request_makes_one_combined_line() {
             b"GET /known/combined?q=1 HTTP/1.1\r\nHost: log.test\r\nUser-Agent: agent/1.0\r\n\
               Referer: https://ref.test/page\r\n\r\n",
         );
-        assert_eq!(client.read_response().status, 200);
+        let resp = client.read_response();
+        assert_eq!(resp.status, 200);
+        let known_id = request_id(&resp);
         // No referer, no user agent: both "-".
-        assert_eq!(client.get("/hello").status, 200);
+        let resp = client.get("/hello");
+        assert_eq!(resp.status, 200);
+        let hello_id = request_id(&resp);
 
         let find = |path_and_query: &str| {
             let needle = format!("\"GET {path_and_query} HTTP/1.1\"");
@@ -280,6 +304,20 @@ fn a_known_request_makes_one_combined_line() {
         );
         assert_eq!(line.referer, "https://ref.test/page");
         assert_eq!(line.user_agent, "agent/1.0");
+        let target = origin.addr().to_string();
+        for (key, want) in [
+            ("route", "known"),
+            ("id", known_id.as_str()),
+            ("upstream", target.as_str()),
+        ] {
+            assert_eq!(line.extra(key), Some(want), "{key}= in {raw:?}");
+        }
+        for key in ["rt", "urt"] {
+            assert!(
+                line.extra(key).is_some_and(|v| v.parse::<f64>().is_ok()),
+                "{key}= is not a number of seconds in {raw:?}"
+            );
+        }
 
         let raw = find("/hello");
         let line =
@@ -289,6 +327,13 @@ fn a_known_request_makes_one_combined_line() {
             ("-", "-")
         );
         assert_eq!(line.status, 200);
+        assert_eq!(line.extra("route"), Some("hello"), "{raw:?}");
+        assert_eq!(line.extra("id"), Some(hello_id.as_str()), "{raw:?}");
+        assert_eq!(
+            line.extra("upstream"),
+            Some("-"),
+            "a direct answer: {raw:?}"
+        );
     });
 }
 

@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 /// closed listener) before it fails.
 pub const EVENT_GUARD: Duration = Duration::from_secs(10);
 
-/// An address nothing listens on (bound, then released).
 /// An address that refuses connections. The port stays bound (never listening) for the rest of
 /// the test process, so no parallel test can be handed it and start accepting there.
 pub fn dead_addr() -> SocketAddr {
