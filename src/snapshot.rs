@@ -13,6 +13,7 @@ use crate::balancer::RoundRobin;
 use crate::config::{AccessLogFormat, Config};
 use crate::http::request::HeadLimits;
 use crate::metrics::{Metrics, RouteMetrics, TargetMetrics, NO_ROUTE};
+use crate::upstream::breaker::Gauge;
 
 pub struct Snapshot {
     pub config: Config,
@@ -35,6 +36,10 @@ pub struct Snapshot {
 pub struct UpstreamState {
     pub targets: Vec<TargetRef>,
     pub balancer: RoundRobin,
+    /// Requests in flight to this upstream, across shards (circuit breaker).
+    pub requests: Arc<Gauge>,
+    /// Requests waiting for a connection to a target at its cap, across shards.
+    pub pending: Arc<Gauge>,
 }
 
 #[derive(Clone)]
@@ -43,11 +48,14 @@ pub struct TargetRef {
     pub id: usize,
     pub addr: SocketAddr,
     pub metrics: Arc<TargetMetrics>,
+    /// Open connections to this target across shards, pooled ones included.
+    pub connections: Arc<Gauge>,
 }
 
 /// Hands out what outlives a snapshot. Lives with whoever builds snapshots (never a shard).
 pub struct Registry {
-    ids: HashMap<(String, SocketAddr), usize>,
+    ids: HashMap<(String, SocketAddr), (usize, Arc<Gauge>)>,
+    upstreams: HashMap<String, (Arc<Gauge>, Arc<Gauge>)>,
     metrics: Arc<Metrics>,
     access_log: Option<Arc<AccessLog>>,
 }
@@ -56,6 +64,7 @@ impl Registry {
     pub fn new(metrics: Arc<Metrics>) -> Registry {
         Registry {
             ids: HashMap::new(),
+            upstreams: HashMap::new(),
             metrics,
             access_log: None,
         }
@@ -69,12 +78,24 @@ impl Registry {
 
     fn target(&mut self, upstream: &str, addr: SocketAddr) -> TargetRef {
         let next = self.ids.len();
-        let id = *self.ids.entry((upstream.to_string(), addr)).or_insert(next);
+        let (id, connections) = self
+            .ids
+            .entry((upstream.to_string(), addr))
+            .or_insert_with(|| (next, Arc::default()))
+            .clone();
         TargetRef {
             id,
             addr,
             metrics: self.metrics.target(upstream, addr),
+            connections,
         }
+    }
+
+    fn upstream_gauges(&mut self, upstream: &str) -> (Arc<Gauge>, Arc<Gauge>) {
+        self.upstreams
+            .entry(upstream.to_string())
+            .or_default()
+            .clone()
     }
 }
 
@@ -90,9 +111,12 @@ impl Snapshot {
                     .map(|t| registry.target(&u.name, t.addr))
                     .collect();
                 let weights: Vec<u32> = u.targets.iter().map(|t| t.weight).collect();
+                let (requests, pending) = registry.upstream_gauges(&u.name);
                 UpstreamState {
                     targets,
                     balancer: RoundRobin::new(&weights, shards),
+                    requests,
+                    pending,
                 }
             })
             .collect();

@@ -97,6 +97,16 @@ pub struct UpstreamFile {
     pub host_header: String,
     #[serde(default)]
     pub pool: PoolFile,
+    pub circuit_breaker: Option<CircuitBreakerFile>,
+}
+
+/// Limits enforced across all shards; absent keys are unlimited.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerFile {
+    pub max_connections: Option<u32>,
+    pub max_pending: Option<u32>,
+    pub max_requests: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

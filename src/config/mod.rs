@@ -96,11 +96,66 @@ pub struct Upstream {
     pub write_timeout: Duration,
     pub host_header: HostHeader,
     pub pool: Pool,
+    pub circuit_breaker: CircuitBreaker,
+}
+
+/// Process-wide caps for one upstream (`u32::MAX` = none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    /// Open connections to each target, pooled ones included.
+    pub max_connections: u32,
+    /// Requests waiting for a connection while a target is at `max_connections`.
+    pub max_pending: u32,
+    /// Requests in flight to the upstream.
+    pub max_requests: u32,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        CircuitBreaker {
+            max_connections: u32::MAX,
+            max_pending: u32::MAX,
+            max_requests: u32::MAX,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Balancer {
     RoundRobin,
+}
+
+/// What a `consistent_hash` upstream hashes to keep a key on one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// The client address.
+    Ip,
+    /// A request header (name stored lowercase).
+    Header(String),
+    /// A cookie, by exact name.
+    Cookie(String),
+    /// The normalised path, without the query.
+    Path,
+}
+
+impl HashOn {
+    pub fn parse(s: &str) -> Result<HashOn, String> {
+        match s.split_once(':') {
+            None if s == "ip" => Ok(HashOn::Ip),
+            None if s == "path" => Ok(HashOn::Path),
+            Some(("header", name)) if is_token(name) => Ok(HashOn::Header(name.to_ascii_lowercase())),
+            Some(("cookie", name)) if is_token(name) => Ok(HashOn::Cookie(name.to_string())),
+            _ => Err(format!(
+                "{s:?} is not a hash key; expected \"ip\", \"path\", \"header:NAME\" or \"cookie:NAME\""
+            )),
+        }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[derive(Debug, Clone)]

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use super::file::{File, LimitsFile, RouteFile, UpstreamFile};
+use super::file::{CircuitBreakerFile, File, LimitsFile, RouteFile, UpstreamFile};
 use super::{
-    AccessLog, AccessLogFormat, AccessLogPath, Action, Admin, Balancer, Config, Driver, HostHeader,
-    Limits, Pool, Route, Server, Target, Upstream,
+    AccessLog, AccessLogFormat, AccessLogPath, Action, Admin, Balancer, CircuitBreaker, Config,
+    Driver, HostHeader, Limits, Pool, Route, Server, Target, Upstream,
 };
 use crate::router::{PathRule, RouteRule, Router};
 
@@ -272,6 +272,34 @@ fn upstream(i: usize, u: &UpstreamFile, errs: &mut Errors) -> Upstream {
             max_idle_per_target: u.pool.max_idle_per_target,
             idle_timeout: errs.duration(&key("pool.idle_timeout"), &u.pool.idle_timeout),
         },
+        circuit_breaker: circuit_breaker(&key("circuit_breaker"), u.circuit_breaker.as_ref(), errs),
+    }
+}
+
+fn circuit_breaker(
+    key: &str,
+    cb: Option<&CircuitBreakerFile>,
+    errs: &mut Errors,
+) -> CircuitBreaker {
+    let Some(cb) = cb else {
+        return CircuitBreaker::default();
+    };
+    let mut limit = |name: &str, v: Option<u32>, zero_ok: bool| match v {
+        Some(0) if !zero_ok => {
+            errs.push(
+                format_args!("{key}.{name}"),
+                "must be at least 1 (leave it out for no limit)",
+            );
+            u32::MAX
+        }
+        Some(n) => n,
+        None => u32::MAX,
+    };
+    CircuitBreaker {
+        max_connections: limit("max_connections", cb.max_connections, false),
+        // 0 is meaningful: never wait for a connection, answer 503 at once.
+        max_pending: limit("max_pending", cb.max_pending, true),
+        max_requests: limit("max_requests", cb.max_requests, false),
     }
 }
 

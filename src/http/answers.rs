@@ -103,6 +103,7 @@ impl Answer<'_> {
 
 /// An error answer: a one-line text body naming the status, and `Connection: close` when the
 /// connection cannot be trusted to carry another request.
+#[allow(clippy::too_many_arguments)] // each is one independent fact about the answer
 pub fn write_error(
     out: &mut Vec<u8>,
     status: u16,
@@ -111,14 +112,16 @@ pub fn write_error(
     http10: bool,
     send_body: bool,
     request_id: &[u8],
+    extra: &[(&[u8], &[u8])],
 ) {
     let mut body = [0u8; 64];
     let text = error_body(status, &mut body);
     // RFC 9110 §15.5.6: a 405 says what is allowed. The only method refused outright is CONNECT.
-    let extra: &[(&[u8], &[u8])] = if status == 405 {
-        &[(b"Allow", ALLOWED_METHODS)]
+    let allow: &[(&[u8], &[u8])] = &[(b"Allow", ALLOWED_METHODS)];
+    let extra = if status == 405 && extra.is_empty() {
+        allow
     } else {
-        &[]
+        extra
     };
     Answer {
         status,
@@ -172,6 +175,7 @@ mod tests {
             false,
             true,
             b"",
+            &[],
         );
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));

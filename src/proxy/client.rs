@@ -512,7 +512,16 @@ async fn refuse(
     // Unparsed, so nothing of the client's can be trusted: a fresh id ties answer and log.
     s.request_id.clear();
     s.request_id.extend_from_slice(&shard.request_ids.next());
-    answers::write_error(&mut s.out, status, &date, true, false, true, &s.request_id);
+    answers::write_error(
+        &mut s.out,
+        status,
+        &date,
+        true,
+        false,
+        true,
+        &s.request_id,
+        &[],
+    );
     s.record.status = status;
     s.record.bytes_received = conn.buf.len() as u64;
     let _ = conn
@@ -529,6 +538,22 @@ pub async fn answer_error(
     s: &mut Scratch,
     status: u16,
 ) -> Outcome {
+    answer_error_with(shard, conn, s, status, &[]).await
+}
+
+/// 503 from a circuit breaker, marked so that clients and dashboards can tell an overload
+/// from a dead upstream.
+pub async fn answer_overloaded(shard: &Shard, conn: &mut Client, s: &mut Scratch) -> Outcome {
+    answer_error_with(shard, conn, s, 503, &[(b"x-shardgate-overloaded", b"true")]).await
+}
+
+async fn answer_error_with(
+    shard: &Shard,
+    conn: &mut Client,
+    s: &mut Scratch,
+    status: u16,
+    extra: &[(&[u8], &[u8])],
+) -> Outcome {
     let keep_alive = conn.keep_alive(&s.head) && s.head.body == BodyFraming::None;
     s.record.status = status;
     s.record.bytes_received = s.record.bytes_received.max(s.head.len as u64);
@@ -542,6 +567,7 @@ pub async fn answer_error(
         s.head.version == Version::Http10,
         s.head.method != Method::Head,
         &s.request_id,
+        extra,
     );
     let send_timeout = shard.snapshot().config.server.limits.send_timeout;
     if conn.send_all(&mut s.out, send_timeout).await.is_err() {

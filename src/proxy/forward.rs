@@ -11,15 +11,18 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 
 use super::body::{BodyError, RequestBody};
-use super::client::{answer_error, Client, Outcome};
+use super::client::{answer_error, answer_overloaded, Client, Outcome};
 use super::head::{self, ClientFraming, Forwarding, Responding};
 use super::io::{read_more, write_all, write_range, IoError};
 use super::{Scratch, UpstreamErrorKind, UpstreamRecord};
+use crate::config::CircuitBreaker;
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::request::{Method, Version};
 use crate::http::response::{ResponseFraming, ResponseHead};
 use crate::shard::Shard;
 use crate::snapshot::Snapshot;
+use crate::snapshot::{TargetRef, UpstreamState};
+use crate::upstream::breaker::OwnedPermit;
 use crate::upstream::{self, UpstreamError};
 
 /// Logged when the client went away before a status could be sent (as nginx does).
@@ -40,6 +43,8 @@ enum Failure {
     Client(u16),
     /// The client went away; nobody to answer.
     ClientGone,
+    /// A circuit breaker limit was reached: 503 at once, marked as an overload.
+    Overloaded,
 }
 
 impl From<BodyError> for Failure {
@@ -64,6 +69,16 @@ pub async fn proxy(
     let mut cursor = match body.advance(&conn.buf[head_len..]) {
         Ok(n) => head_len + n,
         Err(e) => return answer_error(shard, conn, s, e.status()).await,
+    };
+
+    let breaker = &upstream.circuit_breaker;
+    // Uncounted when unlimited: the shared counter is the one cross-core write per request.
+    let _request_permit = match breaker.max_requests {
+        u32::MAX => None,
+        max => match state.requests.try_acquire(max) {
+            Some(permit) => Some(permit),
+            None => return answer_overloaded(shard, conn, s).await,
+        },
     };
 
     let Some((target_index, target)) = state
@@ -123,11 +138,19 @@ pub async fn proxy(
             shard.pool.take(target, !retryable)
         };
         let reused = pooled.is_some();
-        let mut stream = match pooled {
-            Some(stream) => stream,
-            None => match upstream::connect(target.addr, upstream.connect_timeout).await {
-                Ok(stream) => stream,
-                Err(e) => break Err(Failure::Upstream(e)),
+        let (mut stream, permit) = match pooled {
+            Some(pooled) => pooled,
+            None => match connection_slot(shard, target, state, breaker, upstream.connect_timeout)
+                .await
+            {
+                Some(Slot::Pooled(stream, permit)) => (stream, permit),
+                Some(Slot::Fresh(permit)) => {
+                    match upstream::connect(target.addr, upstream.connect_timeout).await {
+                        Ok(stream) => (stream, permit),
+                        Err(e) => break Err(Failure::Upstream(e)),
+                    }
+                }
+                None => break Err(Failure::Overloaded),
             },
         };
         let in_use = InUse::new(&target.metrics, shard.id);
@@ -169,7 +192,7 @@ pub async fn proxy(
         )
         .await
         {
-            Ok(()) => break Ok((stream, in_use)),
+            Ok(()) => break Ok((stream, permit, in_use)),
             Err(HeadError::Stale) if reused && !retried && retryable => {
                 retried = true;
                 continue;
@@ -184,7 +207,7 @@ pub async fn proxy(
         }
     };
 
-    let (mut stream, _in_use) = match exchange {
+    let (mut stream, permit, _in_use) = match exchange {
         Ok(exchanged) => exchanged,
         Err(failure) => {
             shard.give_buffer(ubuf);
@@ -207,6 +230,7 @@ pub async fn proxy(
                     s.head.connection.close = true;
                     answer_error(shard, conn, s, status).await
                 }
+                Failure::Overloaded => answer_overloaded(shard, conn, s).await,
                 Failure::ClientGone => {
                     s.record.upstream = Some(upstream_record(None));
                     s.record.status = CLIENT_GONE;
@@ -258,6 +282,7 @@ pub async fn proxy(
         shard.pool.put(
             target,
             stream,
+            permit,
             upstream.pool.max_idle_per_target,
             upstream.pool.idle_timeout,
         );
@@ -270,6 +295,50 @@ pub async fn proxy(
         }
         _ => Outcome::Close,
     }
+}
+
+/// How often a request waiting for a connection slot looks again. Slots free up on any shard,
+/// so there is nothing local to wait on; the wait is bounded by `connect_timeout`.
+const PENDING_POLL: Duration = Duration::from_millis(5);
+
+enum Slot {
+    /// A connection this shard's pool got back while the request waited.
+    Pooled(TcpStream, OwnedPermit),
+    /// Room for a new connection.
+    Fresh(OwnedPermit),
+}
+
+/// A connection slot under the target's `max_connections`. At the cap the request waits, if
+/// `max_pending` allows, until a slot frees anywhere or this shard's pool gets a connection
+/// back, for at most `wait`.
+async fn connection_slot(
+    shard: &Shard,
+    target: &TargetRef,
+    state: &UpstreamState,
+    breaker: &CircuitBreaker,
+    wait: Duration,
+) -> Option<Slot> {
+    if let Some(permit) = target
+        .connections
+        .try_acquire_owned(breaker.max_connections)
+    {
+        return Some(Slot::Fresh(permit));
+    }
+    let _pending = state.pending.try_acquire(breaker.max_pending)?;
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        monoio::time::sleep(PENDING_POLL).await;
+        if let Some((stream, permit)) = shard.pool.take(target, true) {
+            return Some(Slot::Pooled(stream, permit));
+        }
+        if let Some(permit) = target
+            .connections
+            .try_acquire_owned(breaker.max_connections)
+        {
+            return Some(Slot::Fresh(permit));
+        }
+    }
+    None
 }
 
 /// Counts an upstream connection as active (for the pool gauge) for as long as it lives.

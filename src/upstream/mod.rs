@@ -1,5 +1,6 @@
 //! Connections to upstream targets: dialing with a timeout, and each shard's idle pool.
 
+pub mod breaker;
 mod pool;
 
 pub use pool::Pool;

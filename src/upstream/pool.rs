@@ -11,11 +11,14 @@ use std::os::fd::AsRawFd;
 
 use monoio::net::TcpStream;
 
+use super::breaker::OwnedPermit;
 use crate::metrics::TargetMetrics;
 use crate::snapshot::TargetRef;
 
 struct Idle {
     stream: TcpStream,
+    /// Its place under the target's `max_connections`, held while the connection is open.
+    permit: OwnedPermit,
     expires: Instant,
 }
 
@@ -50,14 +53,14 @@ impl Pool {
     /// The most recently returned connection to `target` that has not expired. With
     /// `check_alive`, connections the upstream has closed (or written to) while idle are
     /// skipped, for requests that could not be retried if sent on a dead one.
-    pub fn take(&self, target: &TargetRef, check_alive: bool) -> Option<TcpStream> {
+    pub fn take(&self, target: &TargetRef, check_alive: bool) -> Option<(TcpStream, OwnedPermit)> {
         let mut targets = self.targets.borrow_mut();
         let slot = targets.get_mut(target.id)?;
         let now = Instant::now();
         while let Some(conn) = slot.idle.pop_back() {
             slot.gauge(self.shard, -1);
             if conn.expires > now && (!check_alive || is_quiet(&conn.stream)) {
-                return Some(conn.stream);
+                return Some((conn.stream, conn.permit));
             }
         }
         None
@@ -67,6 +70,7 @@ impl Pool {
         &self,
         target: &TargetRef,
         stream: TcpStream,
+        permit: OwnedPermit,
         max_idle: usize,
         idle_timeout: Duration,
     ) {
@@ -87,6 +91,7 @@ impl Pool {
         }
         slot.idle.push_back(Idle {
             stream,
+            permit,
             expires: Instant::now() + idle_timeout,
         });
         slot.gauge(self.shard, 1);
