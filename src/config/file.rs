@@ -150,6 +150,9 @@ pub struct RouteFile {
     pub strip_prefix: bool,
     pub rewrite_prefix: Option<String>,
     pub direct: Option<DirectFile>,
+    /// Bounds the whole exchange with the upstream, e.g. "15s". Absent: only the upstream's
+    /// connect/read/write timeouts apply.
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

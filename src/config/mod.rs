@@ -183,6 +183,8 @@ pub struct Pool {
 pub struct Route {
     pub name: String,
     pub action: Action,
+    /// The whole upstream exchange, from routing to the last response byte.
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug)]

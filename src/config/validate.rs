@@ -390,8 +390,16 @@ fn route(
             })
         }
     };
+    let timeout = r
+        .timeout
+        .as_deref()
+        .map(|t| errs.duration(&key("timeout"), t));
+    if timeout.is_some() && r.direct.is_some() {
+        errs.push(key("timeout"), "applies only to routes with an upstream");
+    }
     let route = Route {
         name,
+        timeout,
         action: action.unwrap_or(Action::Direct {
             status: 500,
             body: bytes::Bytes::new(),

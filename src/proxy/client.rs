@@ -227,8 +227,9 @@ fn access_entry<'a>(
 ) -> crate::access_log::Entry<'a> {
     let r = &s.record;
     let buf = &conn.buf;
-    // A head that was never parsed leaves the scratch describing an earlier request.
-    let head = r.parsed.then_some(&s.head);
+    // A head that was never parsed leaves the scratch describing an earlier request, and a read
+    // that timed out took the buffer (and the head in it) along.
+    let head = (r.parsed && buf.len() >= s.head.len).then_some(&s.head);
     let field = |name: &str| {
         head.and_then(|h| {
             h.fields
@@ -395,7 +396,27 @@ async fn exchange(
                     s.rewritten.extend_from_slice(&s.path);
                 }
             }
-            forward::proxy(shard, snap, conn, s, *upstream).await
+            match snap.config.routes[route].timeout {
+                None => forward::proxy(shard, snap, conn, s, *upstream).await,
+                Some(limit) => {
+                    match monoio::time::timeout(
+                        limit,
+                        forward::proxy(shard, snap, conn, s, *upstream),
+                    )
+                    .await
+                    {
+                        Ok(outcome) => outcome,
+                        // The exchange was dropped where it stood, upstream connection and all.
+                        // Before a final status went out the client gets 504; after, only a
+                        // close can tell it the response is incomplete.
+                        Err(_) if s.record.status == 0 => {
+                            s.head.connection.close = true;
+                            answer_error(shard, conn, s, 504).await
+                        }
+                        Err(_) => Outcome::Close,
+                    }
+                }
+            }
         }
     }
 }
