@@ -39,7 +39,11 @@ fn hold(gw: &Gateway, origin: &Origin) -> Client {
 
 fn assert_overloaded(resp: &Response) {
     assert_eq!(resp.status, 503, "{resp:?}");
-    assert_eq!(resp.header("x-shardgate-overloaded"), Some("true"), "{resp:?}");
+    assert_eq!(
+        resp.header("x-shardgate-overloaded"),
+        Some("true"),
+        "{resp:?}"
+    );
     resp.assert_generated();
 }
 
@@ -119,6 +123,10 @@ fn a_pending_request_waits_for_the_connection_and_pending_is_capped() {
         assert_eq!(first.read_response().status, 200);
         let resp = waiting.read_response();
         assert_eq!((resp.status, resp.body_str().as_str()), (200, "/queued"));
-        assert_eq!(origin.connections(), 1, "the waiting request reused the one connection");
+        assert_eq!(
+            origin.connections(),
+            1,
+            "the waiting request reused the one connection"
+        );
     });
 }
