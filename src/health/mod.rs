@@ -38,6 +38,9 @@ mod probe;
 mod schedule;
 mod target;
 
+#[cfg(test)]
+mod tests;
+
 pub use checker::{HealthChecker, Probe, MAX_PROBE_THREADS};
 pub use config::CheckConfig;
 pub use target::{FailureKind, TargetHealth};
