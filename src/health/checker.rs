@@ -22,6 +22,7 @@ use crate::log;
 pub const MAX_PROBE_THREADS: usize = 64;
 
 /// One target to check, as [`HealthChecker::update`] takes it.
+#[derive(Debug, Clone)]
 pub struct Probe {
     pub upstream: String,
     pub addr: SocketAddr,

@@ -16,6 +16,9 @@ use super::target::FailureKind;
 /// target that sends more without a line end is not speaking HTTP.
 pub(super) const MAX_STATUS_LINE: usize = 1024;
 
+/// The longest a probe may take, whatever its `timeout` says.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Why one probe failed; its `Display` is the reason logged with a transition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Failure {
@@ -94,6 +97,9 @@ pub(super) fn request(config: &CheckConfig, addr: SocketAddr) -> Result<Vec<u8>,
 
 /// Runs one probe of `addr` and returns the status it got, within `timeout` in all.
 pub(super) fn run(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<u16, Failure> {
+    // An absurd timeout (which config validation should refuse) is capped rather than left
+    // to overflow the clock arithmetic, which would panic.
+    let timeout = timeout.min(MAX_TIMEOUT);
     let deadline = Instant::now() + timeout;
     let mut stream = connect(addr, timeout)?;
     // One segment, sent now: the request is small and nothing else follows it.

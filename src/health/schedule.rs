@@ -21,6 +21,10 @@ pub(super) const START_SPREAD: Duration = Duration::from_secs(1);
 /// would otherwise probe in a loop.
 pub(super) const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
+/// The longest interval honoured, so that `Instant` arithmetic cannot overflow (and panic)
+/// on an absurd one. A target checked less than daily is not being checked.
+pub(super) const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
 type Key = (String, SocketAddr);
 
 /// One probe to run now.
@@ -90,7 +94,7 @@ struct Entry {
 
 impl Entry {
     fn interval(&self) -> Duration {
-        self.config.interval.max(MIN_INTERVAL)
+        self.config.interval.clamp(MIN_INTERVAL, MAX_INTERVAL)
     }
 }
 
@@ -542,6 +546,21 @@ mod tests {
         assert_eq!(s.complete(id, Err(Failure::Refused), now), None);
         assert!(old.is_healthy() && new.is_healthy());
         assert_eq!(new.checks_failed(), 1);
+    }
+
+    #[test]
+    fn an_absurd_interval_is_capped_rather_than_overflowing() {
+        let t0 = Instant::now();
+        let mut s = Schedule::default();
+        let h = TargetHealth::new();
+        let mut p = probe(1, &h);
+        p.config.interval = Duration::MAX;
+        s.update(vec![p], t0);
+        let [(id, _)] = due(&mut s, t0)[..] else {
+            panic!("one job")
+        };
+        s.complete(id, Ok(200), t0);
+        assert_eq!(s.next_due(), Some(t0 + MAX_INTERVAL));
     }
 
     #[test]

@@ -67,6 +67,7 @@ impl FailureKind {
 /// [`failures`]: TargetHealth::failures
 /// [`marked_unhealthy`]: TargetHealth::marked_unhealthy
 /// [`marked_healthy`]: TargetHealth::marked_healthy
+#[derive(Debug)]
 pub struct TargetHealth {
     /// On its own cache lines: every shard reads it on every pick, and it changes only on a
     /// transition, so the checker's counter updates below never evict it from the shards'

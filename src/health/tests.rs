@@ -396,3 +396,32 @@ fn dropping_the_checker_stops_the_probes() {
         "at most the probe in flight"
     );
 }
+
+#[test]
+fn the_checker_can_be_shared_with_the_reload_thread() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<HealthChecker>();
+    send_sync::<Probe>();
+    send_sync::<Arc<TargetHealth>>();
+}
+
+#[test]
+fn a_check_with_a_path_that_would_split_the_request_fails_without_sending() {
+    let target = FakeTarget::start(Behaviour::Answer(200));
+    let (health, clock_health) = (TargetHealth::new(), TargetHealth::new());
+    let clock = FakeTarget::start(Behaviour::Answer(200));
+    let checker = HealthChecker::start().unwrap();
+    let injected = CheckConfig {
+        path: "/healthz HTTP/1.1\r\nX-Injected: 1\r\n".into(),
+        ..config()
+    };
+    checker.update(vec![
+        target.probe("users", &health, injected),
+        clock.probe("clock", &clock_health, config()),
+    ]);
+    wait_until("unhealthy", || {
+        !health.is_healthy() && health.failures(FailureKind::Config) >= 2
+    });
+    wait_until("5 clock ticks", || clock.accepted() >= 5);
+    assert_eq!(target.accepted(), 0, "nothing sent");
+}
