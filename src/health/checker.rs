@@ -42,14 +42,10 @@ pub struct HealthChecker {
 
 impl HealthChecker {
     pub fn start() -> io::Result<HealthChecker> {
-        HealthChecker::start_with(MAX_PROBE_THREADS)
-    }
-
-    fn start_with(max_probe_threads: usize) -> io::Result<HealthChecker> {
         let (updates, updates_rx) = crossbeam_channel::unbounded();
         // The first probe thread is started here, so a process that cannot start threads
         // finds out now rather than by checks that never run.
-        let pool = Pool::start(max_probe_threads.max(1))?;
+        let pool = Pool::start(MAX_PROBE_THREADS)?;
         let scheduler = std::thread::Builder::new()
             .name("health".into())
             .spawn(move || run(&updates_rx, pool))?;

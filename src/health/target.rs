@@ -100,9 +100,8 @@ impl TargetHealth {
         self.healthy.load(Relaxed)
     }
 
-    /// Sets the flag without counting a transition. The checker moves it through
-    /// [`TargetHealth::mark`]; this is for tests elsewhere (a balancer's, say) that need an
-    /// unhealthy target.
+    /// Sets the flag without counting a transition. The checker counts its own transitions;
+    /// this is for tests elsewhere (a balancer's, say) that need an unhealthy target.
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Relaxed);
     }
