@@ -35,6 +35,12 @@
 //!   listeners.rs             listener ids; new sockets bound before a reload applies
 //!   systemd.rs               sd_notify for Type=notify units: READY, RELOADING, STOPPING
 //! shard/control.rs         a shard's control task: adopt/retire listeners, drain
+//! health/                  active health checks, on their own threads, never a shard's
+//!   target.rs                TargetHealth: the flag balancers read (one relaxed load), counters
+//!   config.rs                CheckConfig: path, Host, interval, timeout, thresholds, statuses
+//!   schedule.rs              who is due when; runs of passes and failures; transitions
+//!   probe.rs                 one probe: connect, GET, status line, within one deadline
+//!   checker.rs               the scheduler thread and its bounded pool of probe threads
 //! metrics/                 what shards count per request, summed when scraped
 //!   per_shard.rs             cache-padded single-writer cells, one per shard
 //!   histogram.rs             duration buckets (Prometheus `le`)
@@ -53,6 +59,7 @@ pub mod admin;
 pub mod balancer;
 pub mod config;
 pub mod control;
+pub mod health;
 pub mod http;
 pub mod log;
 pub mod metrics;
