@@ -1,80 +1,139 @@
 //! Round robin; smooth weighted round robin (as nginx does it) when weights differ.
 //!
-//! State is per shard, so each shard cycles independently and no cache line is shared: each
-//! shard only touches its own slot, with relaxed atomics standing in for `Cell` because the
-//! snapshot that owns this must be `Sync`.
+//! State is per shard, so each shard cycles independently and no cache line is shared.
+//!
+//! Three shapes, chosen at build:
+//! - equal weights: a cursor over the targets, O(1) (plus one step per unusable target
+//!   passed over);
+//! - different weights, up to [`SMOOTH_MAX`] targets: smooth weighted round robin, O(n);
+//! - different weights, more targets: an earliest-deadline-first heap ([`super::edf`]),
+//!   O(log n). EDF keeps the shares exact but is less smooth at the start of a cycle (5:1:1
+//!   opens a a a a a b c where smooth round robin gives a a b a c a a).
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering::Relaxed};
+use super::cells::{ShardCells, Words};
+use super::edf::Edf;
+use super::Balance;
 
-use crossbeam_utils::CachePadded;
+/// Above this many targets, weighted round robin uses EDF instead of the O(n) smooth pass.
+pub const SMOOTH_MAX: usize = 64;
 
 pub struct RoundRobin {
     weights: Box<[i64]>,
-    total: i64,
-    uniform: bool,
-    shards: Box<[CachePadded<ShardState>]>,
+    shape: Shape,
+    cells: ShardCells,
 }
 
-struct ShardState {
-    next: AtomicUsize,
-    current: Box<[AtomicI64]>,
+enum Shape {
+    /// Word 0: the next target to try.
+    Uniform,
+    /// Word i: target i's current weight.
+    Smooth,
+    Edf(Edf),
 }
 
 impl RoundRobin {
+    /// Weights below 1 count as 1.
     pub fn new(weights: &[u32], shards: usize) -> RoundRobin {
-        let weights: Box<[i64]> = weights.iter().map(|&w| i64::from(w.max(1))).collect();
-        let uniform = weights.windows(2).all(|w| w[0] == w[1]);
-        let shards = (0..shards.max(1))
-            .map(|_| {
-                CachePadded::new(ShardState {
-                    next: AtomicUsize::new(0),
-                    current: weights.iter().map(|_| AtomicI64::new(0)).collect(),
-                })
-            })
-            .collect();
+        let uniform = weights.windows(2).all(|w| w[0].max(1) == w[1].max(1));
+        let shape = if uniform {
+            Shape::Uniform
+        } else if weights.len() <= SMOOTH_MAX {
+            Shape::Smooth
+        } else {
+            Shape::Edf(Edf::new(weights, 0))
+        };
+        let words = match &shape {
+            Shape::Uniform => 1,
+            Shape::Smooth => weights.len(),
+            Shape::Edf(edf) => edf.words(),
+        };
+        let cells = ShardCells::new(shards, words);
+        if let Shape::Edf(edf) = &shape {
+            cells.each_shard().for_each(|w| edf.init(w));
+        }
         RoundRobin {
-            total: weights.iter().sum(),
-            weights,
-            uniform,
-            shards,
+            weights: weights.iter().map(|&w| i64::from(w.max(1))).collect(),
+            shape,
+            cells,
         }
     }
 
-    /// The index of the next target for `shard`, or None when there are no targets.
+    /// The index of the next target for `shard`, every target usable; None when there are no
+    /// targets. The request path's call until it passes health to [`Balance::pick`].
     pub fn pick(&self, shard: usize) -> Option<usize> {
+        Balance::pick(self, shard, None, &|_| true)
+    }
+
+    fn next_uniform(&self, words: Words<'_>, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
         let n = self.weights.len();
-        if n == 0 {
-            return None;
+        let mut i = words.get(0) as usize;
+        if i >= n {
+            i = 0;
         }
-        let state = &self.shards[shard % self.shards.len()];
-        if self.uniform {
-            let i = state.next.load(Relaxed);
-            state
-                .next
-                .store(if i + 1 >= n { 0 } else { i + 1 }, Relaxed);
-            return Some(i % n);
+        for _ in 0..n {
+            let next = if i + 1 == n { 0 } else { i + 1 };
+            if usable(i) {
+                words.set(0, next as u64);
+                return Some(i);
+            }
+            i = next;
         }
-        // Smooth weighted round robin: every target gains its weight, the richest is chosen
-        // and pays the total. Spreads picks evenly instead of in bursts (5:1:1 gives
-        // a a b a c a a, not a a a a a b c).
-        let mut best = 0;
+        None
+    }
+
+    /// Every usable target gains its weight, the richest is chosen and pays the usable total.
+    /// Spreads picks evenly instead of in bursts. Unusable targets sit out: their current
+    /// weight is frozen, so the sequence among the usable ones stays smooth.
+    fn next_smooth(&self, words: Words<'_>, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let mut best = None;
         let mut best_weight = i64::MIN;
-        for (i, (w, cur)) in self.weights.iter().zip(state.current.iter()).enumerate() {
-            let v = cur.load(Relaxed) + w;
-            cur.store(v, Relaxed);
+        let mut total = 0;
+        for (i, &w) in self.weights.iter().enumerate() {
+            if !usable(i) {
+                continue;
+            }
+            let v = words.get_i64(i) + w;
+            words.set_i64(i, v);
+            total += w;
             if v > best_weight {
-                best = i;
+                best = Some(i);
                 best_weight = v;
             }
         }
-        state.current[best].store(best_weight - self.total, Relaxed);
+        let best = best?;
+        words.set_i64(best, best_weight - total);
         Some(best)
+    }
+}
+
+impl Balance for RoundRobin {
+    fn pick(
+        &self,
+        shard: usize,
+        _key: Option<u64>,
+        usable: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
+        if self.weights.is_empty() {
+            return None;
+        }
+        let words = self.cells.shard(shard);
+        match &self.shape {
+            Shape::Uniform => self.next_uniform(words, usable),
+            Shape::Smooth => self.next_smooth(words, usable),
+            Shape::Edf(edf) => edf.pick(words, usable),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn picks(rr: &RoundRobin, n: usize, usable: &dyn Fn(usize) -> bool) -> Vec<usize> {
+        (0..n)
+            .map(|_| Balance::pick(rr, 0, None, usable).unwrap())
+            .collect()
+    }
 
     #[test]
     fn smooth_weighted_sequence_matches_nginx() {
@@ -94,5 +153,49 @@ mod tests {
         );
         assert_eq!(rr.pick(1), Some(0));
         assert_eq!(RoundRobin::new(&[], 1).pick(0), None);
+    }
+
+    #[test]
+    fn uniform_passes_over_unusable_targets() {
+        let rr = RoundRobin::new(&[1, 1, 1, 1], 1);
+        assert_eq!(picks(&rr, 6, &|i| i != 1 && i != 2), [0, 3, 0, 3, 0, 3]);
+        assert_eq!(picks(&rr, 4, &|_| true), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn smooth_sequence_among_the_usable_ones() {
+        // With target 1 out, 5:1:1 behaves as 5:1 between targets 0 and 2, then as before
+        // once it is back.
+        let rr = RoundRobin::new(&[5, 1, 1], 1);
+        let five_one = RoundRobin::new(&[5, 1], 1);
+        let expect: Vec<usize> = picks(&five_one, 12, &|_| true)
+            .into_iter()
+            .map(|i| if i == 1 { 2 } else { i })
+            .collect();
+        assert_eq!(picks(&rr, 12, &|i| i != 1), expect);
+        let mut count = [0; 3];
+        for i in picks(&rr, 7_000, &|_| true) {
+            count[i] += 1;
+        }
+        assert_eq!(count, [5_000, 1_000, 1_000]);
+    }
+
+    #[test]
+    fn large_weighted_sets_use_edf() {
+        let weights: Vec<u32> = (0..100).map(|i| 1 + i % 3).collect();
+        let rr = RoundRobin::new(&weights, 1);
+        assert!(matches!(rr.shape, Shape::Edf(_)));
+        let usable = |i: usize| i % 10 != 0;
+        let total: u32 = (0..100).filter(|&i| usable(i)).map(|i| weights[i]).sum();
+        let mut count = vec![0u32; 100];
+        for i in picks(&rr, total as usize * 10, &usable) {
+            count[i] += 1;
+        }
+        // Every usable target gets its share of each full cycle (give or take the one pick a
+        // cycle boundary can shift, as 2^32 / 3 is not exact).
+        for (i, &c) in count.iter().enumerate() {
+            let want = if usable(i) { weights[i] * 10 } else { 0 };
+            assert!(c.abs_diff(want) <= 1, "target {i}: {c} picks, want {want}");
+        }
     }
 }
