@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::access_log::AccessLog;
-use crate::balancer::RoundRobin;
+use crate::balancer::{self, Balance};
 use crate::config::{AccessLogFormat, Config};
+use crate::health::{Probe, TargetHealth};
 use crate::http::request::HeadLimits;
 use crate::metrics::{Metrics, RouteMetrics, TargetMetrics, NO_ROUTE};
 use crate::upstream::breaker::Gauge;
@@ -35,7 +36,7 @@ pub struct Snapshot {
 
 pub struct UpstreamState {
     pub targets: Vec<TargetRef>,
-    pub balancer: RoundRobin,
+    pub balancer: Box<dyn Balance>,
     /// Requests in flight to this upstream, across shards (circuit breaker).
     pub requests: Arc<Gauge>,
     /// Requests waiting for a connection to a target at its cap, across shards.
@@ -50,11 +51,22 @@ pub struct TargetRef {
     pub metrics: Arc<TargetMetrics>,
     /// Open connections to this target across shards, pooled ones included.
     pub connections: Arc<Gauge>,
+    /// Published by the health checker; read with one relaxed load.
+    pub health: Arc<TargetHealth>,
+}
+
+/// What a target keeps across snapshots.
+#[derive(Clone)]
+struct TargetState {
+    /// Indexes each shard's idle pool.
+    id: usize,
+    connections: Arc<Gauge>,
+    health: Arc<TargetHealth>,
 }
 
 /// Hands out what outlives a snapshot. Lives with whoever builds snapshots (never a shard).
 pub struct Registry {
-    ids: HashMap<(String, SocketAddr), (usize, Arc<Gauge>)>,
+    targets: HashMap<(String, SocketAddr), TargetState>,
     upstreams: HashMap<String, (Arc<Gauge>, Arc<Gauge>)>,
     metrics: Arc<Metrics>,
     access_log: Option<Arc<AccessLog>>,
@@ -63,7 +75,7 @@ pub struct Registry {
 impl Registry {
     pub fn new(metrics: Arc<Metrics>) -> Registry {
         Registry {
-            ids: HashMap::new(),
+            targets: HashMap::new(),
             upstreams: HashMap::new(),
             metrics,
             access_log: None,
@@ -77,17 +89,26 @@ impl Registry {
     }
 
     fn target(&mut self, upstream: &str, addr: SocketAddr) -> TargetRef {
-        let next = self.ids.len();
-        let (id, connections) = self
-            .ids
+        let next = self.targets.len();
+        let TargetState {
+            id,
+            connections,
+            health,
+        } = self
+            .targets
             .entry((upstream.to_string(), addr))
-            .or_insert_with(|| (next, Arc::default()))
+            .or_insert_with(|| TargetState {
+                id: next,
+                connections: Arc::default(),
+                health: TargetHealth::new(),
+            })
             .clone();
         TargetRef {
             id,
             addr,
             metrics: self.metrics.target(upstream, addr),
             connections,
+            health,
         }
     }
 
@@ -99,7 +120,34 @@ impl Registry {
     }
 }
 
+/// A fresh seed for each balancer's random choices; tests seed the balancers directly.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
 impl Snapshot {
+    /// What the health checker should probe for this config: every target of every upstream
+    /// with a `[health_check]`.
+    pub fn health_probes(&self) -> Vec<Probe> {
+        let mut probes = Vec::new();
+        for (u, state) in self.config.upstreams.iter().zip(&self.upstreams) {
+            if let Some(check) = &u.health_check {
+                for t in &state.targets {
+                    probes.push(Probe {
+                        upstream: u.name.clone(),
+                        addr: t.addr,
+                        health: Arc::clone(&t.health),
+                        config: check.clone(),
+                    });
+                }
+            }
+        }
+        probes
+    }
+
     pub fn build(config: Config, hash: String, registry: &mut Registry, shards: usize) -> Snapshot {
         let upstreams = config
             .upstreams
@@ -112,9 +160,22 @@ impl Snapshot {
                     .collect();
                 let weights: Vec<u32> = u.targets.iter().map(|t| t.weight).collect();
                 let (requests, pending) = registry.upstream_gauges(&u.name);
+                // Consistent hashing places targets by their address, so a target keeps its
+                // keys whatever else a reload adds or removes.
+                let keys: Vec<u64> = u
+                    .targets
+                    .iter()
+                    .map(|t| balancer::hash_key(t.addr.to_string().as_bytes()))
+                    .collect();
                 UpstreamState {
                     targets,
-                    balancer: RoundRobin::new(&weights, shards),
+                    balancer: balancer::build_with_keys(
+                        u.balancer,
+                        &weights,
+                        &keys,
+                        shards,
+                        seed(),
+                    ),
                     requests,
                     pending,
                 }

@@ -98,6 +98,37 @@ pub struct UpstreamFile {
     #[serde(default)]
     pub pool: PoolFile,
     pub circuit_breaker: Option<CircuitBreakerFile>,
+    /// For `consistent_hash`: "ip", "path", "header:NAME" or "cookie:NAME".
+    pub hash_on: Option<String>,
+    /// When every target is unhealthy: "fail_open" (send anyway) or "fail_closed" (503).
+    pub panic_mode: Option<String>,
+    pub health_check: Option<HealthCheckFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckFile {
+    pub path: String,
+    pub host: Option<String>,
+    pub interval: String,
+    pub timeout: String,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub expected_statuses: Vec<String>,
+}
+
+impl Default for HealthCheckFile {
+    fn default() -> Self {
+        HealthCheckFile {
+            path: "/".into(),
+            host: None,
+            interval: "5s".into(),
+            timeout: "2s".into(),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            expected_statuses: vec!["200-399".into()],
+        }
+    }
 }
 
 /// Limits enforced across all shards; absent keys are unlimited.

@@ -97,6 +97,11 @@ pub struct Upstream {
     pub host_header: HostHeader,
     pub pool: Pool,
     pub circuit_breaker: CircuitBreaker,
+    /// What `consistent_hash` hashes.
+    pub hash_on: HashOn,
+    pub panic_mode: PanicMode,
+    /// Active checks; None when the upstream has no `[health_check]`.
+    pub health_check: Option<crate::health::CheckConfig>,
 }
 
 /// Process-wide caps for one upstream (`u32::MAX` = none).
@@ -120,9 +125,15 @@ impl Default for CircuitBreaker {
     }
 }
 
+pub use crate::balancer::Algorithm as Balancer;
+
+/// What to do when every target of an upstream is unhealthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Balancer {
-    RoundRobin,
+pub enum PanicMode {
+    /// Send to the targets anyway: a health check that is wrong should not take a service down.
+    FailOpen,
+    /// Answer 503.
+    FailClosed,
 }
 
 /// What a `consistent_hash` upstream hashes to keep a key on one target.

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use super::file::{CircuitBreakerFile, File, LimitsFile, RouteFile, UpstreamFile};
+use super::file::{CircuitBreakerFile, File, HealthCheckFile, LimitsFile, RouteFile, UpstreamFile};
 use super::{
     AccessLog, AccessLogFormat, AccessLogPath, Action, Admin, Balancer, CircuitBreaker, Config,
-    Driver, HostHeader, Limits, Pool, Route, Server, Target, Upstream,
+    Driver, HashOn, HostHeader, Limits, PanicMode, Pool, Route, Server, Target, Upstream,
 };
 use crate::router::{PathRule, RouteRule, Router};
 
@@ -220,16 +220,45 @@ fn upstream(i: usize, u: &UpstreamFile, errs: &mut Errors) -> Upstream {
     if u.name.is_empty() {
         errs.push(key("name"), "must not be empty");
     }
-    let balancer = match u.balancer.as_str() {
-        "round_robin" => Balancer::RoundRobin,
-        other => {
+    let balancer = Balancer::parse(&u.balancer).unwrap_or_else(|| {
+        errs.push(
+            key("balancer"),
+            format_args!(
+                "unknown balancer {:?}; expected \"round_robin\", \"least_conn\", \"random\", \"p2c\", \"ewma\" or \"consistent_hash\"",
+                u.balancer
+            ),
+        );
+        Balancer::RoundRobin
+    });
+    let hash_on = match (&u.hash_on, balancer) {
+        (None, _) => HashOn::Ip,
+        (Some(h), Balancer::ConsistentHash) => HashOn::parse(h).unwrap_or_else(|e| {
+            errs.push(key("hash_on"), e);
+            HashOn::Ip
+        }),
+        (Some(_), _) => {
             errs.push(
-                key("balancer"),
-                format_args!("unknown balancer {other:?}; expected \"round_robin\""),
+                key("hash_on"),
+                "applies only to balancer = \"consistent_hash\"",
             );
-            Balancer::RoundRobin
+            HashOn::Ip
         }
     };
+    let panic_mode = match u.panic_mode.as_deref() {
+        None | Some("fail_open") => PanicMode::FailOpen,
+        Some("fail_closed") => PanicMode::FailClosed,
+        Some(other) => {
+            errs.push(
+                key("panic_mode"),
+                format_args!("unknown mode {other:?}; expected \"fail_open\" or \"fail_closed\""),
+            );
+            PanicMode::FailOpen
+        }
+    };
+    let health_check = u
+        .health_check
+        .as_ref()
+        .map(|h| health_check(&key("health_check"), h, errs));
     if u.targets.is_empty() {
         errs.push(key("targets"), "at least one target is required");
     }
@@ -273,7 +302,31 @@ fn upstream(i: usize, u: &UpstreamFile, errs: &mut Errors) -> Upstream {
             idle_timeout: errs.duration(&key("pool.idle_timeout"), &u.pool.idle_timeout),
         },
         circuit_breaker: circuit_breaker(&key("circuit_breaker"), u.circuit_breaker.as_ref(), errs),
+        hash_on,
+        panic_mode,
+        health_check,
     }
+}
+
+fn health_check(key: &str, h: &HealthCheckFile, errs: &mut Errors) -> crate::health::CheckConfig {
+    let expected_statuses = crate::health::CheckConfig::parse_statuses(&h.expected_statuses)
+        .unwrap_or_else(|e| {
+            errs.push(format_args!("{key}.expected_statuses"), e);
+            vec![200..=399]
+        });
+    let config = crate::health::CheckConfig {
+        path: h.path.clone(),
+        host: h.host.clone(),
+        interval: errs.duration(&format!("{key}.interval"), &h.interval),
+        timeout: errs.duration(&format!("{key}.timeout"), &h.timeout),
+        healthy_threshold: h.healthy_threshold,
+        unhealthy_threshold: h.unhealthy_threshold,
+        expected_statuses,
+    };
+    if let Err(e) = config.validate() {
+        errs.push(key, e);
+    }
+    config
 }
 
 fn circuit_breaker(

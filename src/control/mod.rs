@@ -74,6 +74,9 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
     let mut registry = Registry::new(Arc::clone(&metrics)).with_access_log(Arc::clone(&access_log));
     let admin = config.admin.clone();
     let shared = Shared::new(Snapshot::build(config, hash, &mut registry, shards));
+    let health = crate::health::HealthChecker::start()
+        .map_err(|e| format!("cannot start the health checker: {e}"))?;
+    health.update(shared.snapshot.load().health_probes());
 
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
     let (exited_tx, exited_rx) = crossbeam_channel::unbounded();
@@ -138,6 +141,7 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
         fixed,
         metrics,
         access_log: Arc::clone(&access_log),
+        health,
     }
     .spawn(reload_rx)
     .map_err(|e| format!("cannot start the reload thread: {e}"))?;

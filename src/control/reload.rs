@@ -32,6 +32,7 @@ pub struct Reloader {
     pub fixed: Fixed,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub access_log: Arc<crate::access_log::AccessLog>,
+    pub health: crate::health::HealthChecker,
 }
 
 impl Reloader {
@@ -84,7 +85,9 @@ impl Reloader {
             )]));
         }
         let snapshot = Snapshot::build(config, hash.clone(), &mut self.registry, self.shards.len());
+        let probes = snapshot.health_probes();
         self.shared.snapshot.store(Arc::new(snapshot));
+        self.health.update(probes);
 
         if !change.is_empty() {
             let (mut sockets, removed) = self.listeners.commit(change);

@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 
+use super::balance_key;
 use super::body::{BodyError, RequestBody};
 use super::client::{answer_error, answer_overloaded, Client, Outcome};
 use super::head::{self, ClientFraming, Forwarding, Responding};
 use super::io::{read_more, write_all, write_range, IoError};
 use super::{Scratch, UpstreamErrorKind, UpstreamRecord};
-use crate::config::CircuitBreaker;
+use crate::balancer::Balance;
+use crate::config::{Balancer, CircuitBreaker, PanicMode};
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::request::{Method, Version};
 use crate::http::response::{ResponseFraming, ResponseHead};
@@ -81,13 +83,30 @@ pub async fn proxy(
         },
     };
 
-    let Some((target_index, target)) = state
-        .balancer
-        .pick(shard.id)
-        .map(|i| (i, &state.targets[i]))
-    else {
+    let key = match upstream.balancer {
+        Balancer::ConsistentHash => balance_key::request_key(
+            &upstream.hash_on,
+            &conn.buf,
+            &s.head.fields,
+            conn.ip(),
+            &s.path,
+        ),
+        _ => None,
+    };
+    let healthy = |i: usize| state.targets[i].health.is_healthy();
+    let picked =
+        state
+            .balancer
+            .pick(shard.id, key, &healthy)
+            .or_else(|| match upstream.panic_mode {
+                // Every target failed its checks: trusting them all beats refusing everyone.
+                PanicMode::FailOpen => state.balancer.pick(shard.id, key, &|_| true),
+                PanicMode::FailClosed => None,
+            });
+    let Some((target_index, target)) = picked.map(|i| (i, &state.targets[i])) else {
         return answer_error(shard, conn, s, UpstreamError::NoTarget.status()).await;
     };
+    let mut load = Load::start(&*state.balancer, shard.id, target_index);
 
     if s.head.expect_continue && !body.is_done() {
         s.out.clear();
@@ -275,6 +294,7 @@ pub async fn proxy(
         read_timeout: upstream.read_timeout,
     };
     let result = relay.run(resp.len, resp.framing, framing).await;
+    load.ok = result.is_ok() && resp.status < 500;
     s.record.upstream = Some(upstream_record(result.as_ref().err().map(IoError::kind)));
     let reusable =
         matches!(result, Ok(true)) && resp.keep_alive() && resp.framing != ResponseFraming::Close;
@@ -339,6 +359,36 @@ async fn connection_slot(
         }
     }
     None
+}
+
+/// Tells the balancer a request to a target started, and (when dropped, on every path out)
+/// that it finished, for the load- and latency-aware algorithms.
+struct Load<'a> {
+    balancer: &'a dyn Balance,
+    shard: usize,
+    target: usize,
+    started: std::time::Instant,
+    ok: bool,
+}
+
+impl<'a> Load<'a> {
+    fn start(balancer: &'a dyn Balance, shard: usize, target: usize) -> Load<'a> {
+        balancer.started(shard, target);
+        Load {
+            balancer,
+            shard,
+            target,
+            started: std::time::Instant::now(),
+            ok: false,
+        }
+    }
+}
+
+impl Drop for Load<'_> {
+    fn drop(&mut self) {
+        self.balancer
+            .finished(self.shard, self.target, self.started.elapsed(), self.ok);
+    }
 }
 
 /// Counts an upstream connection as active (for the pool gauge) for as long as it lives.

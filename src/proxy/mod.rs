@@ -1,6 +1,7 @@
 //! Serving one client connection: read a head, route it, answer it directly or forward it
 //! upstream, stream the bodies, repeat while the connection stays alive.
 
+mod balance_key;
 mod body;
 mod client;
 mod forward;

@@ -1,0 +1,169 @@
+//! Balancing with health: a target that fails its active checks stops getting traffic and gets
+//! it back once it recovers; when every target is down, `panic_mode` decides between sending
+//! anyway and 503; consistent hashing keeps a key on one target; least_conn avoids a busy one.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::*;
+
+/// An origin answering `name` on every path, and 503 on `/health` while `down` is set.
+fn named_origin(name: &'static str, down: &Arc<AtomicBool>) -> Origin {
+    let down = Arc::clone(down);
+    Origin::start(move |req| {
+        if req.target == "/health" && down.load(Ordering::Relaxed) {
+            Reply::status(503)
+        } else {
+            Reply::ok(name)
+        }
+    })
+}
+
+fn checked(driver: &str, a: &Origin, b: &Origin, extra: &str) -> Gateway {
+    Conf::new(driver)
+        .upstream_with(
+            "o",
+            &[(a.addr(), 1), (b.addr(), 1)],
+            &format!(
+                "{extra}\n[upstreams.health_check]\npath = \"/health\"\ninterval = \"50ms\"\n\
+                 timeout = \"200ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1"
+            ),
+        )
+        .proxy_all("o")
+        .start()
+}
+
+/// Polls until `n` requests in a row are all answered by `name`.
+fn only(client: &mut Client, name: &str, n: usize) {
+    eventually(&format!("{n} answers in a row from {name}"), || {
+        (0..n)
+            .all(|_| client.get("/x").body_str() == name)
+            .then_some(())
+    });
+}
+
+#[test]
+fn an_unhealthy_target_gets_no_traffic_until_it_recovers() {
+    for_each_driver(|driver| {
+        let (a_down, b_down) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (a, b) = (named_origin("a", &a_down), named_origin("b", &b_down));
+        let gw = checked(driver, &a, &b, "");
+        let mut client = Client::connect(gw.addr());
+
+        b_down.store(true, Ordering::Relaxed);
+        only(&mut client, "a", 20);
+        b_down.store(false, Ordering::Relaxed);
+        eventually("b back in rotation", || {
+            (0..10)
+                .any(|_| client.get("/x").body_str() == "b")
+                .then_some(())
+        });
+    });
+}
+
+#[test]
+fn all_unhealthy_fails_open_or_closed_as_configured() {
+    for_each_driver(|driver| {
+        let down = Arc::new(AtomicBool::new(true));
+        let (a, b) = (named_origin("a", &down), named_origin("b", &down));
+
+        let open = checked(driver, &a, &b, "panic_mode = \"fail_open\"");
+        let closed = checked(driver, &a, &b, "panic_mode = \"fail_closed\"");
+        let mut closed_client = Client::connect(closed.addr());
+        eventually("503 once every target is down", || {
+            let resp = closed_client.get("/x");
+            (resp.status == 503).then_some(resp)
+        })
+        .assert_generated();
+        // Fail open still sends: both targets answer although both fail their checks.
+        let mut open_client = Client::connect(open.addr());
+        for _ in 0..4 {
+            assert_eq!(open_client.get("/x").status, 200);
+        }
+    });
+}
+
+#[test]
+fn consistent_hash_keeps_a_key_on_one_target() {
+    for_each_driver(|driver| {
+        let origins: Vec<Origin> = (0..4)
+            .map(|i| Origin::start(move |_| Reply::ok(format!("t{i}"))))
+            .collect();
+        let targets: Vec<_> = origins.iter().map(|o| (o.addr(), 1)).collect();
+        let gw = Conf::new(driver)
+            .upstream_with(
+                "o",
+                &targets,
+                "balancer = \"consistent_hash\"\nhash_on = \"header:x-user\"",
+            )
+            .proxy_all("o")
+            .start();
+        let mut client = Client::connect(gw.addr());
+        let mut seen = std::collections::HashSet::new();
+        for user in 0..16 {
+            let ask = |client: &mut Client| {
+                client.send(
+                    format!("GET / HTTP/1.1\r\nHost: t\r\nX-User: u{user}\r\n\r\n").as_bytes(),
+                );
+                client.read_response().body_str()
+            };
+            let first = ask(&mut client);
+            for _ in 0..5 {
+                assert_eq!(ask(&mut client), first, "user u{user} moved");
+            }
+            seen.insert(first);
+        }
+        assert!(seen.len() > 1, "16 keys all on one of 4 targets: {seen:?}");
+    });
+}
+
+#[test]
+fn least_conn_avoids_the_busy_target() {
+    for_each_driver(|driver| {
+        let gate = Gate::new();
+        let holding = |name: &'static str| {
+            let gate = gate.clone();
+            Origin::start(move |req| {
+                if req.target == "/slow" {
+                    gate.wait();
+                }
+                Reply::ok(name)
+            })
+        };
+        let (a, b) = (holding("a"), holding("b"));
+        let gw = Conf::new(driver)
+            .upstream_with(
+                "o",
+                &[(a.addr(), 1), (b.addr(), 1)],
+                "balancer = \"least_conn\"",
+            )
+            .proxy_all("o")
+            .start();
+        let mut held = Client::connect(gw.addr());
+        held.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+        // The target holding the request is the one the gateway connected to.
+        let busy = eventually("the held request reaching a target", || {
+            match (a.connections(), b.connections()) {
+                (0, 0) => None,
+                (_, 0) => Some("a"),
+                _ => Some("b"),
+            }
+        });
+        let idle = if busy == "a" { "b" } else { "a" };
+        let mut client = Client::connect(gw.addr());
+        for _ in 0..6 {
+            assert_eq!(
+                client.get("/x").body_str(),
+                idle,
+                "sent to the target with a request in flight"
+            );
+        }
+        gate.open();
+        assert_eq!(held.read_response().body_str(), busy);
+    });
+}
