@@ -15,6 +15,7 @@ use crate::health::{Probe, TargetHealth};
 use crate::http::request::HeadLimits;
 use crate::metrics::{Metrics, RouteMetrics, TargetMetrics, NO_ROUTE};
 use crate::upstream::breaker::Gauge;
+use crate::upstream::outlier::OutlierState;
 
 pub struct Snapshot {
     pub config: Config,
@@ -53,6 +54,8 @@ pub struct TargetRef {
     pub connections: Arc<Gauge>,
     /// Published by the health checker; read with one relaxed load.
     pub health: Arc<TargetHealth>,
+    /// Passive health: failures seen by requests, ejection.
+    pub outlier: Arc<OutlierState>,
 }
 
 /// What a target keeps across snapshots.
@@ -62,6 +65,7 @@ struct TargetState {
     id: usize,
     connections: Arc<Gauge>,
     health: Arc<TargetHealth>,
+    outlier: Arc<OutlierState>,
 }
 
 /// Hands out what outlives a snapshot. Lives with whoever builds snapshots (never a shard).
@@ -94,6 +98,7 @@ impl Registry {
             id,
             connections,
             health,
+            outlier,
         } = self
             .targets
             .entry((upstream.to_string(), addr))
@@ -101,6 +106,7 @@ impl Registry {
                 id: next,
                 connections: Arc::default(),
                 health: TargetHealth::new(),
+                outlier: Arc::default(),
             })
             .clone();
         TargetRef {
@@ -109,6 +115,7 @@ impl Registry {
             metrics: self.metrics.target(upstream, addr),
             connections,
             health,
+            outlier,
         }
     }
 

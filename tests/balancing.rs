@@ -167,3 +167,64 @@ fn least_conn_avoids_the_busy_target() {
         assert_eq!(held.read_response().body_str(), busy);
     });
 }
+
+fn failing_upstream(driver: &str, good: &Origin, bad: &Origin, percent: u32) -> Gateway {
+    Conf::new(driver)
+        .admin(free_addr("127.0.0.1"))
+        .upstream_with(
+            "o",
+            &[(good.addr(), 1), (bad.addr(), 1)],
+            &format!(
+                "[upstreams.outlier]\nconsecutive_failures = 2\nbase_ejection_time = \"60s\"\n\
+                 max_ejection_percent = {percent}"
+            ),
+        )
+        .proxy_all("o")
+        .start()
+}
+
+#[test]
+fn a_failing_target_is_ejected_logged_and_counted() {
+    for_each_driver(|driver| {
+        let good = Origin::start(|_| Reply::ok("good"));
+        let bad = Origin::start(|_| Reply::status(500));
+        let gw = failing_upstream(driver, &good, &bad, 50);
+        let mut client = Client::connect(gw.addr());
+        only(&mut client, "good", 20);
+        let line = gw.wait_for_log("ejected");
+        assert!(line.contains(&bad.addr().to_string()), "{line}");
+        let admin = gw.admin();
+        let bad_addr = bad.addr().to_string();
+        let labels = [("upstream", "o"), ("target", bad_addr.as_str())];
+        eventually("the ejection in /metrics", || {
+            (admin.metric("shardgate_upstream_ejections_total", &labels) == Some(1.0)).then_some(())
+        });
+        assert_eq!(
+            admin.metric("shardgate_upstream_ejected", &labels),
+            Some(1.0)
+        );
+    });
+}
+
+#[test]
+fn max_ejection_percent_keeps_targets_in_rotation() {
+    for_each_driver(|driver| {
+        // Both fail; with a 10% cap only one of the two may be ejected.
+        let a = Origin::start(|_| Reply::status(500).body("a"));
+        let b = Origin::start(|_| Reply::status(500).body("b"));
+        let gw = failing_upstream(driver, &a, &b, 10);
+        let mut client = Client::connect(gw.addr());
+        for _ in 0..10 {
+            assert_eq!(client.get("/x").status, 500);
+        }
+        gw.wait_for_log("ejected");
+        // One is out; the other keeps answering, so requests still get through to a target.
+        let bodies: std::collections::HashSet<String> =
+            (0..10).map(|_| client.get("/x").body_str()).collect();
+        assert_eq!(
+            bodies.len(),
+            1,
+            "exactly one target left in rotation: {bodies:?}"
+        );
+    });
+}

@@ -103,6 +103,25 @@ pub struct UpstreamFile {
     /// When every target is unhealthy: "fail_open" (send anyway) or "fail_closed" (503).
     pub panic_mode: Option<String>,
     pub health_check: Option<HealthCheckFile>,
+    pub outlier: Option<OutlierFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierFile {
+    pub consecutive_failures: u32,
+    pub base_ejection_time: String,
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierFile {
+    fn default() -> Self {
+        OutlierFile {
+            consecutive_failures: 5,
+            base_ejection_time: "30s".into(),
+            max_ejection_percent: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

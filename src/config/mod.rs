@@ -102,6 +102,15 @@ pub struct Upstream {
     pub panic_mode: PanicMode,
     /// Active checks; None when the upstream has no `[health_check]`.
     pub health_check: Option<crate::health::CheckConfig>,
+    /// Passive health; None when the upstream has no `[outlier]`.
+    pub outlier: Option<Outlier>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outlier {
+    pub consecutive_failures: u32,
+    pub base_ejection_time: Duration,
+    pub max_ejection_percent: u32,
 }
 
 /// Process-wide caps for one upstream (`u32::MAX` = none).

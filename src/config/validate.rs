@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use super::file::{CircuitBreakerFile, File, HealthCheckFile, LimitsFile, RouteFile, UpstreamFile};
+use super::file::{
+    CircuitBreakerFile, File, HealthCheckFile, LimitsFile, OutlierFile, RouteFile, UpstreamFile,
+};
 use super::{
     AccessLog, AccessLogFormat, AccessLogPath, Action, Admin, Balancer, CircuitBreaker, Config,
-    Driver, HashOn, HostHeader, Limits, PanicMode, Pool, Route, Server, Target, Upstream,
+    Driver, HashOn, HostHeader, Limits, Outlier, PanicMode, Pool, Route, Server, Target, Upstream,
 };
 use crate::router::{PathRule, RouteRule, Router};
 
@@ -305,6 +307,31 @@ fn upstream(i: usize, u: &UpstreamFile, errs: &mut Errors) -> Upstream {
         hash_on,
         panic_mode,
         health_check,
+        outlier: u
+            .outlier
+            .as_ref()
+            .map(|o| outlier(&key("outlier"), o, errs)),
+    }
+}
+
+fn outlier(key: &str, o: &OutlierFile, errs: &mut Errors) -> Outlier {
+    if o.consecutive_failures == 0 {
+        errs.push(
+            format_args!("{key}.consecutive_failures"),
+            "must be at least 1",
+        );
+    }
+    if o.max_ejection_percent > 100 {
+        errs.push(
+            format_args!("{key}.max_ejection_percent"),
+            "must be between 0 and 100",
+        );
+    }
+    Outlier {
+        consecutive_failures: o.consecutive_failures.max(1),
+        base_ejection_time: errs
+            .duration(&format!("{key}.base_ejection_time"), &o.base_ejection_time),
+        max_ejection_percent: o.max_ejection_percent.min(100),
     }
 }
 

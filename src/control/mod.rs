@@ -10,6 +10,8 @@ mod reload;
 mod signals;
 pub mod systemd;
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -146,8 +148,11 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
     .spawn(reload_rx)
     .map_err(|e| format!("cannot start the reload thread: {e}"))?;
 
+    let tick = crossbeam_channel::tick(OBSERVE_INTERVAL);
+    let mut outliers = HashMap::new();
     loop {
         select! {
+            recv(tick) -> _ => observe_outliers(&shared, &mut outliers),
             recv(signals) -> signal => match signal {
                 Ok(Signal::Reload) => {
                     // Nobody waits for the answer: the reload thread logs the outcome.
@@ -165,6 +170,46 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
     drain(&shared, &commands, &signals, &exited_rx, shards);
     access_log.flush();
     Ok(())
+}
+
+/// How often the management thread looks for outlier ejections and returns to log and count.
+const OBSERVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Logs and counts outlier ejections and returns. Shards only flip atomics; noticing the
+/// change here keeps log writes (and their lock) off the request path.
+fn observe_outliers(shared: &Shared, seen: &mut HashMap<(String, SocketAddr), (u32, bool)>) {
+    let snapshot = shared.snapshot.load();
+    let now = crate::upstream::outlier::now_ms();
+    for (upstream, state) in snapshot.config.upstreams.iter().zip(&snapshot.upstreams) {
+        let Some(policy) = &upstream.outlier else {
+            continue;
+        };
+        for target in &state.targets {
+            let ejections = target.outlier.ejections();
+            let ejected = target.outlier.is_ejected(now);
+            let last = seen
+                .entry((upstream.name.clone(), target.addr))
+                .or_insert((0, false));
+            if ejections > last.0 {
+                log::warn(format_args!(
+                    "outlier: upstream {:?} target {} ejected after {} failures in a row (ejection {ejections}, for {})",
+                    upstream.name,
+                    target.addr,
+                    policy.consecutive_failures,
+                    humantime::format_duration(policy.base_ejection_time * ejections)
+                ));
+            } else if last.1 && !ejected {
+                log::info(format_args!(
+                    "outlier: upstream {:?} target {} is back",
+                    upstream.name, target.addr
+                ));
+            }
+            target
+                .metrics
+                .ejections_observed(u64::from(ejections.saturating_sub(last.0)), ejected);
+            *last = (ejections, ejected);
+        }
+    }
 }
 
 /// Graceful shutdown: shards stop accepting, close idle connections and finish busy ones with

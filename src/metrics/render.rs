@@ -185,6 +185,32 @@ impl Metrics {
             }
         }
 
+        let name = "shardgate_upstream_ejections_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Outlier ejections of upstream targets.",
+        );
+        for t in self.targets().iter() {
+            let (upstream, target) = (t.upstream().to_string(), t.addr().to_string());
+            let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
+            sample(out, name, "", &labels, t.ejection_totals().0);
+        }
+
+        let name = "shardgate_upstream_ejected";
+        family(
+            out,
+            name,
+            "gauge",
+            "1 while an upstream target is ejected as an outlier.",
+        );
+        for t in self.targets().iter() {
+            let (upstream, target) = (t.upstream().to_string(), t.addr().to_string());
+            let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
+            sample(out, name, "", &labels, u64::from(t.ejection_totals().1));
+        }
+
         let name = "shardgate_upstream_pool_idle_connections";
         family(
             out,

@@ -42,6 +42,9 @@ pub struct TargetMetrics {
     upstream: String,
     addr: SocketAddr,
     shards: PerShard<TargetShard>,
+    /// Outlier ejections, written only by the management thread as it observes them.
+    ejections: std::sync::atomic::AtomicU64,
+    ejected: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -59,7 +62,21 @@ impl TargetMetrics {
             upstream: upstream.to_string(),
             addr,
             shards: PerShard::new(shards),
+            ejections: Default::default(),
+            ejected: Default::default(),
         }
+    }
+
+    /// Management thread: `n` more outlier ejections seen, and whether the target is out now.
+    pub fn ejections_observed(&self, n: u64, ejected: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.ejections.fetch_add(n, Relaxed);
+        self.ejected.store(ejected, Relaxed);
+    }
+
+    pub(crate) fn ejection_totals(&self) -> (u64, bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.ejections.load(Relaxed), self.ejected.load(Relaxed))
     }
 
     pub fn upstream(&self) -> &str {

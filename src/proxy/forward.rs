@@ -25,6 +25,7 @@ use crate::shard::Shard;
 use crate::snapshot::Snapshot;
 use crate::snapshot::{TargetRef, UpstreamState};
 use crate::upstream::breaker::OwnedPermit;
+use crate::upstream::outlier;
 use crate::upstream::{self, UpstreamError};
 
 /// Logged when the client went away before a status could be sent (as nginx does).
@@ -93,7 +94,11 @@ pub async fn proxy(
         ),
         _ => None,
     };
-    let healthy = |i: usize| state.targets[i].health.is_healthy();
+    let now = upstream.outlier.as_ref().map(|_| outlier::now_ms());
+    let healthy = |i: usize| {
+        let t = &state.targets[i];
+        t.health.is_healthy() && now.is_none_or(|now| !t.outlier.is_ejected(now))
+    };
     let picked =
         state
             .balancer
@@ -234,6 +239,7 @@ pub async fn proxy(
             return match failure {
                 Failure::Upstream(e) => {
                     s.record.upstream = Some(upstream_record(Some(e.kind())));
+                    report_outcome(upstream, state, target, false);
                     crate::log::debug(format_args!(
                         "upstream {} target {}: {e:?}",
                         upstream.name, target.addr
@@ -295,6 +301,7 @@ pub async fn proxy(
     };
     let result = relay.run(resp.len, resp.framing, framing).await;
     load.ok = result.is_ok() && resp.status < 500;
+    report_outcome(upstream, state, target, load.ok);
     s.record.upstream = Some(upstream_record(result.as_ref().err().map(IoError::kind)));
     let reusable =
         matches!(result, Ok(true)) && resp.keep_alive() && resp.framing != ResponseFraming::Close;
@@ -359,6 +366,20 @@ async fn connection_slot(
         }
     }
     None
+}
+
+/// Feeds passive health: one outcome per exchange with a target.
+fn report_outcome(
+    upstream: &crate::config::Upstream,
+    state: &UpstreamState,
+    target: &TargetRef,
+    ok: bool,
+) {
+    if let Some(policy) = &upstream.outlier {
+        target
+            .outlier
+            .report(ok, policy, state.targets.iter().map(|t| &*t.outlier));
+    }
 }
 
 /// Tells the balancer a request to a target started, and (when dropped, on every path out)

@@ -1,6 +1,7 @@
 //! Connections to upstream targets: dialing with a timeout, and each shard's idle pool.
 
 pub mod breaker;
+pub mod outlier;
 mod pool;
 
 pub use pool::Pool;
