@@ -36,8 +36,10 @@
 # is bounded in time, temp files live in one mktemp dir, and an EXIT trap stops everything
 # this script started.
 set -euo pipefail
-
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# log/die, stop_tree, the EXIT trap, port and tool checks, find_shardgate, start_nginx,
+# wait_http/wait_listening, nginx_main: shared with the other tools/ scripts.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 DUR=${DUR:-10}
 REPS=${REPS:-3}
@@ -61,119 +63,24 @@ declare -A PORT=([shardgate]=$SHARDGATE_PORT [nginx]=$NGINX_PORT)
 declare -A PID=()   # name -> pid of each server this script started
 WRK_PID=""          # the wrk run in progress (its `timeout` wrapper passes signals on)
 HZ=$(getconf CLK_TCK)
-WORK=""
-
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # --- lifecycle ---------------------------------------------------------------------------
 
-# pid and all its descendants (nginx master -> worker), one per line.
-pid_tree() {
-  local child
-  echo "$1"
-  # The children files hold space-separated pids, so word splitting is what we want.
-  # shellcheck disable=SC2013
-  for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do pid_tree "$child"; done
-}
-
-# Stops every server we started: TERM first so nginx masters take their workers down,
-# then KILL whatever of the recorded trees is still there.
-stop_all() {
-  local name tree=() p alive
-  for name in "${!PID[@]}"; do
-    mapfile -t -O "${#tree[@]}" tree < <(pid_tree "${PID[$name]}")
-  done
-  [ "${#tree[@]}" -gt 0 ] || return 0
-  kill -TERM "${tree[@]}" 2>/dev/null || true
-  for _ in $(seq 30); do
-    alive=0
-    for p in "${tree[@]}"; do kill -0 "$p" 2>/dev/null && { alive=1; break; }; done
-    [ "$alive" = 1 ] || return 0
-    sleep 0.1
-  done
-  kill -KILL "${tree[@]}" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT
+# Called by lib.sh's EXIT trap: the wrk run in progress, then every server's process tree.
+stop_started() {
   [ -z "$WRK_PID" ] || kill -TERM "$WRK_PID" 2>/dev/null || true
-  stop_all
-  [ -n "$WORK" ] && rm -rf "$WORK"
-  exit "$rc"
+  stop_tree "${PID[@]}"
 }
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 check_prerequisites() {
-  local tool port
-  for tool in wrk nginx curl taskset timeout awk; do
-    command -v "$tool" >/dev/null || die "missing $tool (Debian: apt-get install -y wrk nginx-light curl)"
-  done
-  for port in "$ORIGIN_PORT" "$NGINX_PORT" "$SHARDGATE_PORT"; do
-    if port_busy "$port"; then die "127.0.0.1:$port is already in use; stop whatever listens there"; fi
-  done
-}
-
-build_shardgate() {
-  if [ -n "${SHARDGATE_BIN:-}" ]; then
-    BIN=$SHARDGATE_BIN
-  else
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release --quiet --bin shardgate)
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/shardgate
-  fi
-  [ -x "$BIN" ] || die "no shardgate binary at $BIN"
-}
-
-# start NAME CPU CMD...: runs CMD pinned to CPU in the background, output to $WORK/NAME.log.
-start() {
-  local name=$1 cpu=$2
-  shift 2
-  taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
-  PID[$name]=$!
-}
-
-# Waits until PORT answers / with 200 (nginx has no readiness line).
-wait_http() {
-  local name=$1 port=$2
-  for _ in $(seq 100); do
-    [ "$(curl -s -m 1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")" = 200 ] && return 0
-    kill -0 "${PID[$name]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  die "$name did not come up on 127.0.0.1:$port; its log:"$'\n'"$(cat "$WORK/$name.log")"
-}
-
-# Shardgate prints `listening ADDR` on stderr once every shard accepts: wait for it, not a sleep.
-wait_listening() {
-  local name=$1
-  for _ in $(seq 100); do
-    grep -q '^listening ' "$WORK/$name.log" && return 0
-    kill -0 "${PID[$name]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  die "$name did not print 'listening'; its log:"$'\n'"$(cat "$WORK/$name.log")"
+  need_tools "Debian: apt-get install -y wrk nginx-light curl" wrk nginx curl taskset timeout awk
+  refuse_busy_ports "$ORIGIN_PORT" "$NGINX_PORT" "$SHARDGATE_PORT"
 }
 
 # --- configs -----------------------------------------------------------------------------
 
 # Settings both nginx instances share; $1 names the instance so its files don't collide.
-# `user` matters only when run as root: workers would otherwise drop to nobody and could not
-# read the mktemp dir (mode 700).
-nginx_common() {
-  cat <<EOF
-worker_processes 1;
-daemon off;
-user $(id -un);
-pid $WORK/$1.pid;
-error_log $WORK/$1.err warn;
-events { worker_connections 16384; }
-EOF
-}
+nginx_common() { nginx_main "$1" 16384; }
 
 write_origin_conf() {
   mkdir -p "$WORK/www"
@@ -266,12 +173,15 @@ start_servers() {
   write_shardgate_conf
   "$BIN" -c "$WORK/shardgate.toml" --check >/dev/null || die "shardgate rejects $WORK/shardgate.toml"
 
-  start origin "$ORIGIN_CPU" nginx -p "$WORK" -e "$WORK/origin.err" -c "$WORK/origin.conf"
-  wait_http origin "$ORIGIN_PORT"
-  start nginx "$PROXY_CPU" nginx -p "$WORK" -e "$WORK/nginx.err" -c "$WORK/nginx.conf"
-  wait_http nginx "$NGINX_PORT"
-  start shardgate "$PROXY_CPU" "$BIN" -c "$WORK/shardgate.toml"
-  wait_listening shardgate
+  start_nginx origin "$ORIGIN_CPU"
+  PID[origin]=$LAST_PID
+  wait_http origin "$ORIGIN_PORT" "${PID[origin]}" "$WORK/origin.log"
+  start_nginx nginx "$PROXY_CPU"
+  PID[nginx]=$LAST_PID
+  wait_http nginx "$NGINX_PORT" "${PID[nginx]}" "$WORK/nginx.log"
+  start_bg shardgate "$PROXY_CPU" "$BIN" -c "$WORK/shardgate.toml"
+  PID[shardgate]=$LAST_PID
+  wait_listening shardgate "${PID[shardgate]}" "$WORK/shardgate.log"
 }
 
 # Every path through every target must answer 200 with the exact body size, or the
@@ -480,7 +390,7 @@ report() {
 
 main() {
   check_prerequisites
-  build_shardgate
+  find_shardgate
   WORK=$(mktemp -d -t shardgate-bench.XXXXXX)
   RAW=$WORK/raw.txt
   : >"$RAW"

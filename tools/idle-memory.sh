@@ -25,8 +25,10 @@
 #            SHARDGATE_BIN (skip `cargo build --release`)
 # Loopback only; refuses busy ports; bounded in time; an EXIT trap stops what it started.
 set -euo pipefail
-
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# log/die, stop_tree, the EXIT trap, port and tool checks, find_shardgate, start_nginx,
+# wait_http/wait_listening, nginx_main: shared with the other tools/ scripts.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 N=${N:-10000}
 SETTLE=${SETTLE:-2}
@@ -38,46 +40,13 @@ CLIENT_TIMEOUT=${CLIENT_TIMEOUT:-120}
 
 SERVER_PID=""   # the server being measured
 CLIENT_JOB=""   # idle_clients.py (a coprocess)
-WORK=""
 SUMMARY=()
 
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# pid and all its descendants (nginx master -> worker), one per line.
-pid_tree() {
-  local child
-  echo "$1"
-  # The children files hold space-separated pids, so word splitting is what we want.
-  # shellcheck disable=SC2013
-  for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do pid_tree "$child"; done
-}
-
-# Stops a process tree: TERM (nginx's master takes its worker down), KILL after 3 s.
-stop_tree() {
-  local tree p alive
-  [ -n "$1" ] || return 0
-  mapfile -t tree < <(pid_tree "$1")
-  kill -TERM "${tree[@]}" 2>/dev/null || true
-  for _ in $(seq 30); do
-    alive=0
-    for p in "${tree[@]}"; do kill -0 "$p" 2>/dev/null && { alive=1; break; }; done
-    [ "$alive" = 1 ] || return 0
-    sleep 0.1
-  done
-  kill -KILL "${tree[@]}" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT
+# Called by lib.sh's EXIT trap.
+stop_started() {
   stop_tree "$CLIENT_JOB"
   stop_tree "$SERVER_PID"
-  [ -n "$WORK" ] && rm -rf "$WORK"
-  exit "$rc"
 }
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
 
 # sleep in the background and wait for it: a TERM then reaches our trap at once.
 pause() {
@@ -85,27 +54,9 @@ pause() {
   wait "$!"
 }
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 check_prerequisites() {
-  local tool port
-  for tool in python3 nginx curl taskset timeout; do
-    command -v "$tool" >/dev/null || die "missing $tool (Debian: apt-get install -y nginx-light python3 curl)"
-  done
-  for port in "$SHARDGATE_PORT" "$NGINX_PORT"; do
-    if port_busy "$port"; then die "127.0.0.1:$port is already in use; stop whatever listens there"; fi
-  done
-}
-
-build_shardgate() {
-  if [ -n "${SHARDGATE_BIN:-}" ]; then
-    BIN=$SHARDGATE_BIN
-  else
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release --quiet --bin shardgate)
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/shardgate
-  fi
-  [ -x "$BIN" ] || die "no shardgate binary at $BIN"
+  need_tools "Debian: apt-get install -y nginx-light python3 curl" python3 nginx curl taskset timeout
+  refuse_busy_ports "$SHARDGATE_PORT" "$NGINX_PORT"
 }
 
 # VmRSS in KiB, summed over a process tree.
@@ -118,16 +69,7 @@ tree_rss_kib() {
   echo "$total"
 }
 
-wait_ready() { # NAME PORT: until the server answers with 200 (bounded)
-  for _ in $(seq 100); do
-    [ "$(curl -s -m 1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$2/")" = 200 ] && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  die "$1 did not come up on 127.0.0.1:$2; its log:"$'\n'"$(cat "$WORK/$1.log")"
-}
-
-start_shardgate() {
+start_shardgate_direct() {
   # keepalive_timeout well above the time the measurement takes, so nothing is reaped early.
   cat >"$WORK/shardgate.toml" <<EOF
 [server]
@@ -141,29 +83,19 @@ keepalive_timeout = "300s"
 path = "/"
 direct = { status = 200, body = "ok" }
 EOF
-  taskset -c "$SERVER_CPU" "$BIN" -c "$WORK/shardgate.toml" >"$WORK/shardgate.log" 2>&1 &
-  SERVER_PID=$!
+  start_bg shardgate "$SERVER_CPU" "$BIN" -c "$WORK/shardgate.toml"
+  SERVER_PID=$LAST_PID
   # Shardgate says when every shard accepts; curl then confirms the route answers.
-  for _ in $(seq 100); do
-    grep -q '^listening ' "$WORK/shardgate.log" && break
-    sleep 0.1
-  done
-  wait_ready shardgate "$SHARDGATE_PORT"
+  wait_listening shardgate "$SERVER_PID" "$WORK/shardgate.log"
+  wait_http shardgate "$SHARDGATE_PORT" "$SERVER_PID" "$WORK/shardgate.log"
 }
 
-start_nginx() {
-  # `user` matters only as root: workers would otherwise run as nobody and could not write
-  # into the mktemp dir. worker_rlimit_nofile lets the worker hold N sockets, and
-  # worker_connections has twice N: with fewer than 1/16 of its connections free, nginx
-  # starts closing idle keep-alive ones, which would measure nginx's reaper, not its memory.
-  cat >"$WORK/nginx.conf" <<EOF
-worker_processes 1;
+start_nginx_direct() {
+  # worker_rlimit_nofile lets the worker hold N sockets, and worker_connections has twice N:
+  # with fewer than 1/16 of its connections free, nginx starts closing idle keep-alive ones,
+  # which would measure nginx's reaper, not its memory.
+  { nginx_main nginx $((2 * N)); cat <<EOF
 worker_rlimit_nofile $((2 * N + 1024));
-daemon off;
-user $(id -un);
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err warn;
-events { worker_connections $((2 * N)); }
 http {
   access_log off;
   keepalive_requests 1000; keepalive_timeout 300s;
@@ -174,9 +106,10 @@ http {
   }
 }
 EOF
-  taskset -c "$SERVER_CPU" nginx -p "$WORK" -e "$WORK/nginx.err" -c "$WORK/nginx.conf" >"$WORK/nginx.log" 2>&1 &
-  SERVER_PID=$!
-  wait_ready nginx "$NGINX_PORT"
+  } >"$WORK/nginx.conf"
+  start_nginx nginx "$SERVER_CPU"
+  SERVER_PID=$LAST_PID
+  wait_http nginx "$NGINX_PORT" "$SERVER_PID" "$WORK/nginx.log"
 }
 
 # measure NAME PORT: one server already started in $SERVER_PID; appends a line to SUMMARY.
@@ -219,16 +152,16 @@ measure() {
 
 main() {
   check_prerequisites
-  build_shardgate
+  find_shardgate
   WORK=$(mktemp -d -t shardgate-idle.XXXXXX)
 
-  start_shardgate
+  start_shardgate_direct
   measure shardgate "$SHARDGATE_PORT"
   if grep -qv -e '^listening ' -e '^INFO ' "$WORK/shardgate.log"; then
     log "shardgate logged:"$'\n'"$(grep -v -e '^listening ' -e '^INFO ' "$WORK/shardgate.log" | head -20)"
   fi
 
-  start_nginx
+  start_nginx_direct
   measure nginx "$NGINX_PORT"
 
   printf '%s\n' "${SUMMARY[@]}"

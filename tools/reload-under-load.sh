@@ -37,8 +37,10 @@
 # is bounded in time, temp files live in one mktemp dir, and an EXIT trap stops everything
 # this script started.
 set -euo pipefail
-
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# log/die, stop_tree, the EXIT trap (KEEP_WORK), port and tool checks, find_shardgate,
+# start_nginx, wait_http/wait_listening, nginx_main: shared with the other tools/ scripts.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 RELOADS=${RELOADS:-100}
 DURATION=${DURATION:-300}
@@ -50,81 +52,32 @@ WORKERS=${WORKERS:-0}
 ORIGIN_PORT=${ORIGIN_PORT:-19101}
 SHARDGATE_PORT=${SHARDGATE_PORT:-18189}
 ADMIN_PORT=${ADMIN_PORT:-19191}
-KEEP=${KEEP:-0}
+KEEP_WORK=${KEEP:-0}   # lib.sh's EXIT trap keeps the work dir when 1
 
 ORIGIN_PID=""
 SHARDGATE_PID=""
 WRK_PID=""   # the `timeout` wrapping wrk; it passes INT and TERM on to wrk
-WORK=""
 COUNT_FROM=""  # metrics | log: where finished reloads are counted
-
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # --- lifecycle ---------------------------------------------------------------------------
 
-# TERM, then KILL if still there after 3 s. nginx's master takes its worker down on TERM.
-stop() {
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 30); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT
+# Called by lib.sh's EXIT trap: wrk, then Shardgate, then the origin.
+stop_started() {
   [ -z "$WRK_PID" ] || kill -TERM "$WRK_PID" 2>/dev/null || true
-  stop "$SHARDGATE_PID"
-  stop "$ORIGIN_PID"
-  if [ -n "$WORK" ]; then
-    if [ "$KEEP" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-  fi
-  exit "$rc"
+  stop_tree "$SHARDGATE_PID"
+  stop_tree "$ORIGIN_PID"
 }
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 check_prerequisites() {
-  local tool port
-  for tool in wrk nginx curl timeout awk; do
-    command -v "$tool" >/dev/null || die "missing $tool (Debian: apt-get install -y wrk nginx-light curl)"
-  done
-  for port in "$ORIGIN_PORT" "$SHARDGATE_PORT" "$ADMIN_PORT"; do
-    if port_busy "$port"; then die "127.0.0.1:$port is already in use; stop whatever listens there"; fi
-  done
+  need_tools "Debian: apt-get install -y wrk nginx-light curl" wrk nginx curl timeout awk
+  refuse_busy_ports "$ORIGIN_PORT" "$SHARDGATE_PORT" "$ADMIN_PORT"
   [ "$RELOADS" -ge 1 ] || die "RELOADS must be at least 1"
-}
-
-build_shardgate() {
-  if [ -n "${SHARDGATE_BIN:-}" ]; then
-    BIN=$SHARDGATE_BIN
-  else
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release --quiet --bin shardgate)
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/shardgate
-  fi
-  [ -x "$BIN" ] || die "no shardgate binary at $BIN"
 }
 
 # --- configs -----------------------------------------------------------------------------
 
-# `user` matters only when run as root: workers would otherwise drop to nobody and could not
-# read the mktemp dir (mode 700).
 write_origin_conf() {
-  cat >"$WORK/origin.conf" <<EOF
-worker_processes 1;
-daemon off;
-user $(id -un);
-pid $WORK/origin.pid;
-error_log $WORK/origin.err warn;
-events { worker_connections 4096; }
+  { nginx_main origin 4096; cat <<EOF
 http {
   access_log off;
   keepalive_requests 1000000000; keepalive_timeout 300s;
@@ -135,6 +88,7 @@ http {
   }
 }
 EOF
+  } >"$WORK/origin.conf"
 }
 
 # Version A: every path goes to the origin.
@@ -196,24 +150,13 @@ start_servers() {
   done
   install_config a
 
-  nginx -p "$WORK" -e "$WORK/origin.err" -c "$WORK/origin.conf" >"$WORK/origin.log" 2>&1 &
-  ORIGIN_PID=$!
-  for _ in $(seq 100); do
-    [ "$(curl -s -m 1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ORIGIN_PORT/")" = 200 ] && break
-    kill -0 "$ORIGIN_PID" 2>/dev/null || die "nginx exited:"$'\n'"$(cat "$WORK/origin.log" "$WORK/origin.err" 2>/dev/null)"
-    sleep 0.1
-  done
+  start_nginx origin ""   # "": not pinned to a CPU
+  ORIGIN_PID=$LAST_PID
+  wait_http origin "$ORIGIN_PORT" "$ORIGIN_PID" "$WORK/origin.log" "$WORK/origin.err"
 
-  "$BIN" -c "$WORK/shardgate.toml" >"$WORK/shardgate.log" 2>&1 &
-  SHARDGATE_PID=$!
-  # Shardgate prints `listening ADDR` once every shard accepts: wait for it, not a sleep.
-  for _ in $(seq 100); do
-    grep -q '^listening ' "$WORK/shardgate.log" && break
-    kill -0 "$SHARDGATE_PID" 2>/dev/null || die "shardgate exited:"$'\n'"$(cat "$WORK/shardgate.log")"
-    sleep 0.1
-  done
-  grep -q '^listening ' "$WORK/shardgate.log" ||
-    die "shardgate did not print 'listening'; its log:"$'\n'"$(cat "$WORK/shardgate.log")"
+  start_bg shardgate "" "$BIN" -c "$WORK/shardgate.toml"
+  SHARDGATE_PID=$LAST_PID
+  wait_listening shardgate "$SHARDGATE_PID" "$WORK/shardgate.log"
   probe a || die "/reload-probe does not reach the origin under version A"
 }
 
@@ -340,7 +283,7 @@ result() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$RESULT"; }
 
 main() {
   check_prerequisites
-  build_shardgate
+  find_shardgate
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/shardgate-reload.XXXXXX")
   start_servers
   choose_counter

@@ -18,6 +18,8 @@ const FAMILIES: [(&str, &str); 17] = [
     ("shardgate_upstream_requests_total", "counter"),
     ("shardgate_upstream_request_duration_seconds", "histogram"),
     ("shardgate_upstream_errors_total", "counter"),
+    ("shardgate_upstream_ejections_total", "counter"),
+    ("shardgate_upstream_ejected", "gauge"),
     ("shardgate_upstream_pool_idle_connections", "gauge"),
     ("shardgate_upstream_pool_active_connections", "gauge"),
     ("shardgate_connections_active", "gauge"),
