@@ -24,7 +24,13 @@
 //!   path.rs                  path normalisation (dot-segments, percent-decoding)
 //!   answers.rs               responses the gateway writes itself
 //! router/                  host + path + method + header matching, compiled per snapshot
-//! balancer/                choosing a target: round_robin.rs
+//! balancer/                choosing a target: one file per algorithm behind `Balance`
+//!   round_robin.rs, edf.rs   smooth weighted round robin; EDF heap above 64 targets
+//!   least_conn.rs            fewest active per weight, ties weighted round robin
+//!   random.rs, p2c.rs        weighted random; power of two choices (alias.rs draws)
+//!   ewma.rs                  power of two choices on peak-EWMA latency × (pending + 1)
+//!   consistent_hash.rs       Maglev table; hash_key in mod.rs
+//!   cells.rs, rng.rs         per-shard state words; SplitMix64
 //! upstream/                dialing targets; pool.rs keeps each shard's idle connections
 //!
 //! Off the request path, beside it:

@@ -11,6 +11,7 @@
 //! a/w < b/v ⇔ a·v < b·w, so no division and no rounding) and counts ties; a second pass runs
 //! only when several targets tie. For large upstreams `p2c` is the O(1) alternative.
 
+use std::cmp::Ordering;
 use std::time::Duration;
 
 use super::cells::{ShardCells, Words};
@@ -33,20 +34,14 @@ impl LeastConn {
         }
     }
 
-    /// Smooth weighted round robin among the targets whose load equals `least` (as a ratio
-    /// active/weight given as a pair).
-    fn break_tie(
-        &self,
-        words: Words<'_>,
-        least: (u64, u32),
-        usable: &dyn Fn(usize) -> bool,
-    ) -> Option<usize> {
+    /// Smooth weighted round robin among the usable targets whose load equals `least`.
+    fn break_tie(&self, words: Words<'_>, least: Load, usable: &Usable<'_>) -> Option<usize> {
         let mut best = None;
         let mut best_weight = i64::MIN;
         let mut total = 0;
         for (i, &w) in self.weights.iter().enumerate() {
-            let active = words.get(WORDS_PER_TARGET * i);
-            if !same_ratio((active, w), least) || !usable(i) {
+            let load = Load::of(words.get(WORDS_PER_TARGET * i), w);
+            if load.cmp(least) != Ordering::Equal || !usable.get(i) {
                 continue;
             }
             let at = WORDS_PER_TARGET * i + 1;
@@ -64,15 +59,49 @@ impl LeastConn {
     }
 }
 
-/// a.0/a.1 < b.0/b.1, exactly.
-#[inline]
-fn less(a: (u64, u32), b: (u64, u32)) -> bool {
-    u128::from(a.0) * u128::from(b.1) < u128::from(b.0) * u128::from(a.1)
+/// Active requests per unit of weight, as the exact fraction `active / weight`.
+#[derive(Clone, Copy)]
+struct Load {
+    active: u64,
+    weight: u64,
 }
 
-#[inline]
-fn same_ratio(a: (u64, u32), b: (u64, u32)) -> bool {
-    u128::from(a.0) * u128::from(b.1) == u128::from(b.0) * u128::from(a.1)
+impl Load {
+    #[inline]
+    fn of(active: u64, weight: u32) -> Load {
+        // Both below 2^32, so the cross products below fit in u64.
+        Load {
+            active: active.min(u64::from(u32::MAX)),
+            weight: u64::from(weight),
+        }
+    }
+
+    /// a/w against b/v, by cross-multiplication: a·v against b·w.
+    #[inline]
+    fn cmp(self, other: Load) -> Ordering {
+        (self.active * other.weight).cmp(&(other.active * self.weight))
+    }
+}
+
+/// `usable` as the first pass found it, remembered for up to [`REMEMBERED`] targets so the
+/// tie-break does not call it again (an indirect call per target, the bulk of a pick's cost);
+/// asked again beyond that.
+const REMEMBERED: usize = 256;
+
+struct Usable<'a> {
+    bits: [u64; REMEMBERED / 64],
+    usable: &'a dyn Fn(usize) -> bool,
+}
+
+impl Usable<'_> {
+    #[inline]
+    fn get(&self, i: usize) -> bool {
+        if i < REMEMBERED {
+            self.bits[i / 64] & (1 << (i % 64)) != 0
+        } else {
+            (self.usable)(i)
+        }
+    }
 }
 
 impl Balance for LeastConn {
@@ -83,26 +112,35 @@ impl Balance for LeastConn {
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
         let words = self.cells.shard(shard);
+        let mut seen = Usable {
+            bits: [0; REMEMBERED / 64],
+            usable,
+        };
         let mut best = None;
-        let mut least = (0, 1);
+        let mut least = Load::of(0, 1);
         let mut ties = 0;
         for (i, &w) in self.weights.iter().enumerate() {
             if !usable(i) {
                 continue;
             }
-            let load = (words.get(WORDS_PER_TARGET * i), w);
-            if best.is_none() || less(load, least) {
-                best = Some(i);
-                least = load;
-                ties = 1;
-            } else if same_ratio(load, least) {
-                ties += 1;
+            if i < REMEMBERED {
+                seen.bits[i / 64] |= 1 << (i % 64);
+            }
+            let load = Load::of(words.get(WORDS_PER_TARGET * i), w);
+            match best.map(|_| load.cmp(least)) {
+                None | Some(Ordering::Less) => {
+                    best = Some(i);
+                    least = load;
+                    ties = 1;
+                }
+                Some(Ordering::Equal) => ties += 1,
+                Some(Ordering::Greater) => {}
             }
         }
         if ties > 1 {
-            // `usable` may have changed its mind since the first pass; the first pass's
-            // answer stands if so.
-            return self.break_tie(words, least, usable).or(best);
+            // Beyond the remembered targets `usable` may have changed its mind since the
+            // first pass; the first pass's answer stands if so.
+            return self.break_tie(words, least, &seen).or(best);
         }
         best
     }

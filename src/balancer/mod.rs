@@ -56,6 +56,11 @@ pub use random::Random;
 pub use round_robin::RoundRobin;
 
 /// One upstream's way of choosing a target, shared by every shard.
+///
+/// Calls for a shard come from that shard's thread: its state has that one writer (other
+/// threads' calls would lose updates, not corrupt memory). `started` and `finished` go to the
+/// balancer that made the pick, i.e. the snapshot the exchange holds, even if a reload swapped
+/// in another meanwhile; a `finished` the balancer never saw start is harmless.
 pub trait Balance: Send + Sync {
     /// Index of the target for the next request on `shard`, among those for which `usable(i)`
     /// is true (health checks and outlier ejection decide that); None when no target is usable.
