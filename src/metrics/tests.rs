@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 
-const FAMILIES: [(&str, &str); 17] = [
+const FAMILIES: [(&str, &str); 19] = [
     ("shardgate_build_info", "gauge"),
     ("shardgate_config_info", "gauge"),
     ("shardgate_config_loaded_timestamp_seconds", "gauge"),
