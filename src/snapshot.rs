@@ -160,12 +160,17 @@ impl Snapshot {
             .upstreams
             .iter()
             .map(|u| {
-                let targets = u
+                let targets: Vec<TargetRef> = u
                     .targets
                     .iter()
                     .map(|t| registry.target(&u.name, t.addr))
                     .collect();
                 let weights: Vec<u32> = u.targets.iter().map(|t| t.weight).collect();
+                if u.health_check.is_some() {
+                    for t in &targets {
+                        t.metrics.attach_health(&t.health);
+                    }
+                }
                 let (requests, pending) = registry.upstream_gauges(&u.name);
                 // Consistent hashing places targets by their address, so a target keeps its
                 // keys whatever else a reload adds or removes.

@@ -228,3 +228,40 @@ fn max_ejection_percent_keeps_targets_in_rotation() {
         );
     });
 }
+
+#[test]
+fn health_state_is_in_the_metrics() {
+    for_each_driver(|driver| {
+        let (a_down, b_down) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(true)),
+        );
+        let (a, b) = (named_origin("a", &a_down), named_origin("b", &b_down));
+        let gw = Conf::new(driver)
+            .admin(free_addr("127.0.0.1"))
+            .upstream_with(
+                "o",
+                &[(a.addr(), 1), (b.addr(), 1)],
+                "[upstreams.health_check]\npath = \"/health\"\ninterval = \"50ms\"\n\
+                 timeout = \"200ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1",
+            )
+            .proxy_all("o")
+            .start();
+        let admin = gw.admin();
+        let b_addr = b.addr().to_string();
+        let b_labels = [("upstream", "o"), ("target", b_addr.as_str())];
+        eventually("b reported unhealthy", || {
+            (admin.metric("shardgate_upstream_healthy", &b_labels) == Some(0.0)).then_some(())
+        });
+        b_down.store(false, Ordering::Relaxed);
+        eventually("b reported healthy again", || {
+            (admin.metric("shardgate_upstream_healthy", &b_labels) == Some(1.0)).then_some(())
+        });
+        let failed = [
+            ("upstream", "o"),
+            ("target", b_addr.as_str()),
+            ("result", "failed"),
+        ];
+        assert!(admin.metric("shardgate_upstream_health_checks_total", &failed) >= Some(1.0));
+    });
+}

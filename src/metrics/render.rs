@@ -211,6 +211,42 @@ impl Metrics {
             sample(out, name, "", &labels, u64::from(t.ejection_totals().1));
         }
 
+        let name = "shardgate_upstream_healthy";
+        family(
+            out,
+            name,
+            "gauge",
+            "1 while an upstream target passes its active health checks.",
+        );
+        for t in self.targets().iter() {
+            if let Some((healthy, _, _)) = t.health_totals() {
+                let (upstream, target) = (t.upstream().to_string(), t.addr().to_string());
+                let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
+                sample(out, name, "", &labels, u64::from(healthy));
+            }
+        }
+
+        let name = "shardgate_upstream_health_checks_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Active health checks of upstream targets, by result.",
+        );
+        for t in self.targets().iter() {
+            if let Some((_, passed, failed)) = t.health_totals() {
+                let (upstream, target) = (t.upstream().to_string(), t.addr().to_string());
+                for (result, n) in [("failed", failed), ("passed", passed)] {
+                    let labels = [
+                        ("upstream", upstream.as_str()),
+                        ("target", target.as_str()),
+                        ("result", result),
+                    ];
+                    sample(out, name, "", &labels, n);
+                }
+            }
+        }
+
         let name = "shardgate_upstream_pool_idle_connections";
         family(
             out,

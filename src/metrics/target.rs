@@ -45,6 +45,8 @@ pub struct TargetMetrics {
     /// Outlier ejections, written only by the management thread as it observes them.
     ejections: std::sync::atomic::AtomicU64,
     ejected: std::sync::atomic::AtomicBool,
+    /// The target's active-check state, attached once by the registry; read on scrape.
+    health: std::sync::OnceLock<std::sync::Arc<crate::health::TargetHealth>>,
 }
 
 #[derive(Default)]
@@ -64,7 +66,20 @@ impl TargetMetrics {
             shards: PerShard::new(shards),
             ejections: Default::default(),
             ejected: Default::default(),
+            health: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Links the target's health state, so scrapes report it. Later calls keep the first.
+    pub fn attach_health(&self, health: &std::sync::Arc<crate::health::TargetHealth>) {
+        let _ = self.health.set(std::sync::Arc::clone(health));
+    }
+
+    /// (healthy, checks passed, checks failed), when health state is attached.
+    pub(crate) fn health_totals(&self) -> Option<(bool, u64, u64)> {
+        self.health
+            .get()
+            .map(|h| (h.is_healthy(), h.checks_passed(), h.checks_failed()))
     }
 
     /// Management thread: `n` more outlier ejections seen, and whether the target is out now.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 
-const FAMILIES: [(&str, &str); 19] = [
+const FAMILIES: [(&str, &str); 21] = [
     ("shardgate_build_info", "gauge"),
     ("shardgate_config_info", "gauge"),
     ("shardgate_config_loaded_timestamp_seconds", "gauge"),
@@ -20,6 +20,8 @@ const FAMILIES: [(&str, &str); 19] = [
     ("shardgate_upstream_errors_total", "counter"),
     ("shardgate_upstream_ejections_total", "counter"),
     ("shardgate_upstream_ejected", "gauge"),
+    ("shardgate_upstream_healthy", "gauge"),
+    ("shardgate_upstream_health_checks_total", "counter"),
     ("shardgate_upstream_pool_idle_connections", "gauge"),
     ("shardgate_upstream_pool_active_connections", "gauge"),
     ("shardgate_connections_active", "gauge"),
