@@ -1,7 +1,7 @@
 //! Choosing a target within an upstream. One file per algorithm, all behind [`Balance`].
 //!
 //! A balancer is built per upstream per snapshot ([`build`]) and read by every shard. It keeps
-//! per-shard state only (each shard's words on their own cache lines, [`cells`]), so a pick
+//! per-shard state only (each shard's words on their own cache lines, `cells.rs`), so a pick
 //! takes no lock, allocates nothing and shares no cache line with another shard. Which targets
 //! may be picked (health checks, outlier ejection) is not its business: the caller passes
 //! `usable`.
