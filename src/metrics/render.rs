@@ -192,10 +192,9 @@ impl Metrics {
             "counter",
             "Outlier ejections of upstream targets.",
         );
-        for t in self.targets().iter() {
-            let (upstream, target) = (t.upstream().to_string(), t.addr().to_string());
+        for (upstream, target, t) in &targets {
             let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
-            sample(out, name, "", &labels, t.ejection_totals().0);
+            sample(out, name, "", &labels, t.ejections);
         }
 
         let name = "shardgate_upstream_ejected";
@@ -205,10 +204,9 @@ impl Metrics {
             "gauge",
             "1 while an upstream target is ejected as an outlier.",
         );
-        for t in self.targets().iter() {
-            let (upstream, target) = (t.upstream().to_string(), t.addr().to_string());
+        for (upstream, target, t) in &targets {
             let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
-            sample(out, name, "", &labels, u64::from(t.ejection_totals().1));
+            sample(out, name, "", &labels, u64::from(t.ejected));
         }
 
         let name = "shardgate_upstream_healthy";
@@ -218,9 +216,8 @@ impl Metrics {
             "gauge",
             "1 while an upstream target passes its active health checks.",
         );
-        for t in self.targets().iter() {
-            if let Some((healthy, _, _)) = t.health_totals() {
-                let (upstream, target) = (t.upstream().to_string(), t.addr().to_string());
+        for (upstream, target, t) in &targets {
+            if let Some((healthy, _, _)) = t.health {
                 let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
                 sample(out, name, "", &labels, u64::from(healthy));
             }
@@ -233,9 +230,8 @@ impl Metrics {
             "counter",
             "Active health checks of upstream targets, by result.",
         );
-        for t in self.targets().iter() {
-            if let Some((_, passed, failed)) = t.health_totals() {
-                let (upstream, target) = (t.upstream().to_string(), t.addr().to_string());
+        for (upstream, target, t) in &targets {
+            if let Some((_, passed, failed)) = t.health {
                 for (result, n) in [("failed", failed), ("passed", passed)] {
                     let labels = [
                         ("upstream", upstream.as_str()),

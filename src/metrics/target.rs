@@ -76,7 +76,7 @@ impl TargetMetrics {
     }
 
     /// (healthy, checks passed, checks failed), when health state is attached.
-    pub(crate) fn health_totals(&self) -> Option<(bool, u64, u64)> {
+    fn health_totals(&self) -> Option<(bool, u64, u64)> {
         self.health
             .get()
             .map(|h| (h.is_healthy(), h.checks_passed(), h.checks_failed()))
@@ -89,7 +89,7 @@ impl TargetMetrics {
         self.ejected.store(ejected, Relaxed);
     }
 
-    pub(crate) fn ejection_totals(&self) -> (u64, bool) {
+    fn ejection_totals(&self) -> (u64, bool) {
         use std::sync::atomic::Ordering::Relaxed;
         (self.ejections.load(Relaxed), self.ejected.load(Relaxed))
     }
@@ -137,6 +137,8 @@ impl TargetMetrics {
             t.pool_idle = t.pool_idle.wrapping_add(s.pool_idle.get());
             t.pool_active = t.pool_active.wrapping_add(s.pool_active.get());
         }
+        (t.ejections, t.ejected) = self.ejection_totals();
+        t.health = self.health_totals();
         t
     }
 }
@@ -149,6 +151,10 @@ pub(crate) struct TargetTotals {
     pub errors: [u64; UpstreamErrorKind::ALL.len()],
     pub pool_idle: i64,
     pub pool_active: i64,
+    pub ejections: u64,
+    pub ejected: bool,
+    /// (healthy, checks passed, checks failed) for targets with active checks.
+    pub health: Option<(bool, u64, u64)>,
 }
 
 #[cfg(test)]
