@@ -58,12 +58,6 @@ impl RoundRobin {
         }
     }
 
-    /// The index of the next target for `shard`, every target usable; None when there are no
-    /// targets. The request path's call until it passes health to [`Balance::pick`].
-    pub fn pick(&self, shard: usize) -> Option<usize> {
-        Balance::pick(self, shard, None, &|_| true)
-    }
-
     fn next_uniform(&self, words: Words<'_>, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
         let n = self.weights.len();
         let mut i = words.get(0) as usize;
@@ -138,9 +132,13 @@ mod tests {
     #[test]
     fn smooth_weighted_sequence_matches_nginx() {
         let rr = RoundRobin::new(&[5, 1, 1], 1);
-        let picks: Vec<usize> = (0..7).map(|_| rr.pick(0).unwrap()).collect();
+        let picks: Vec<usize> = (0..7)
+            .map(|_| rr.pick(0, None, &|_| true).unwrap())
+            .collect();
         assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
-        let again: Vec<usize> = (0..7).map(|_| rr.pick(0).unwrap()).collect();
+        let again: Vec<usize> = (0..7)
+            .map(|_| rr.pick(0, None, &|_| true).unwrap())
+            .collect();
         assert_eq!(again, picks);
     }
 
@@ -148,11 +146,13 @@ mod tests {
     fn uniform_cycles_per_shard() {
         let rr = RoundRobin::new(&[1, 1, 1], 2);
         assert_eq!(
-            (0..4).map(|_| rr.pick(0).unwrap()).collect::<Vec<_>>(),
+            (0..4)
+                .map(|_| rr.pick(0, None, &|_| true).unwrap())
+                .collect::<Vec<_>>(),
             vec![0, 1, 2, 0]
         );
-        assert_eq!(rr.pick(1), Some(0));
-        assert_eq!(RoundRobin::new(&[], 1).pick(0), None);
+        assert_eq!(rr.pick(1, None, &|_| true), Some(0));
+        assert_eq!(RoundRobin::new(&[], 1).pick(0, None, &|_| true), None);
     }
 
     #[test]

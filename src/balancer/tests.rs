@@ -244,8 +244,10 @@ fn hash_key_is_fnv1a_64() {
 }
 
 #[test]
-fn the_existing_round_robin_call_still_works() {
+fn smooth_round_robin_interleaves_weights() {
     let rr = RoundRobin::new(&[2, 1], 1);
-    let picks: Vec<_> = (0..3).map(|_| rr.pick(0).unwrap()).collect();
+    let picks: Vec<_> = (0..3)
+        .map(|_| rr.pick(0, None, &|_| true).unwrap())
+        .collect();
     assert_eq!(picks, [0, 1, 0]);
 }
