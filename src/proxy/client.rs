@@ -60,25 +60,23 @@ pub struct Client {
     /// How much of `buf` the finished exchange used. Dropped only after the exchange has been
     /// logged, since the log reads the head where it lies.
     pub consumed: usize,
+    /// `send_timeout` of the snapshot serving the current request; every write to the client
+    /// is bounded by it.
+    send_timeout: Duration,
 }
 
 impl Client {
-    /// Writes `buf[range]` to the client.
-    pub async fn send(
-        &mut self,
-        buf: &mut Vec<u8>,
-        range: Range<usize>,
-        timeout: Duration,
-    ) -> Result<(), IoError> {
+    /// Writes `buf[range]` to the client, within `send_timeout`.
+    pub async fn send(&mut self, buf: &mut Vec<u8>, range: Range<usize>) -> Result<(), IoError> {
         let n = range.len() as u64;
-        write_range(&mut self.stream, buf, range, timeout).await?;
+        write_range(&mut self.stream, buf, range, self.send_timeout).await?;
         self.sent += n;
         Ok(())
     }
 
-    pub async fn send_all(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<(), IoError> {
+    pub async fn send_all(&mut self, buf: &mut Vec<u8>) -> Result<(), IoError> {
         let len = buf.len();
-        self.send(buf, 0..len, timeout).await
+        self.send(buf, 0..len).await
     }
 
     pub fn bytes_sent(&self) -> u64 {
@@ -122,6 +120,7 @@ pub async fn serve(
         stop,
         sent: 0,
         consumed: 0,
+        send_timeout: Duration::ZERO,
     };
     let mut served = 0u64;
     loop {
@@ -152,6 +151,7 @@ pub async fn serve(
         // Loaded when the request arrives, not before the idle wait: a reload during the wait
         // applies to this request.
         let snap = shard.snapshot();
+        conn.send_timeout = snap.config.server.limits.send_timeout;
         let mut scratch = shard.take_scratch();
         scratch.record = super::Record::default();
         scratch.request_id.clear();
@@ -298,10 +298,10 @@ async fn exchange(
             Ok(true) => break,
             Ok(false) => {
                 if let Err(e) = check_partial(&conn.buf, &snap.head_limits) {
-                    return refuse(shard, snap, conn, s, e.status()).await;
+                    return refuse(shard, conn, s, e.status()).await;
                 }
             }
-            Err(e) => return refuse(shard, snap, conn, s, e.status()).await,
+            Err(e) => return refuse(shard, conn, s, e.status()).await,
         }
         let wait = deadline.saturating_duration_since(Instant::now());
         // Checked before the read: a read that times out takes the buffer with it.
@@ -309,7 +309,7 @@ async fn exchange(
         match read_more(&mut conn.stream, &mut conn.buf, wait).await {
             Ok(_) => {}
             // Slowloris: a head that does not complete in time is answered and dropped.
-            Err(IoError::Timeout) if started => return refuse(shard, snap, conn, s, 408).await,
+            Err(IoError::Timeout) if started => return refuse(shard, conn, s, 408).await,
             Err(_) => return Outcome::Close,
         }
     }
@@ -326,7 +326,7 @@ async fn exchange(
         path::normalize(raw_path, &mut s.path)
     };
     if normalised.is_err() {
-        return refuse(shard, snap, conn, s, ParseError::BadPath.status()).await;
+        return refuse(shard, conn, s, ParseError::BadPath.status()).await;
     }
 
     let lookup = FieldLookup {
@@ -477,11 +477,7 @@ async fn direct_with(
         extra,
     }
     .write(&mut s.out, &date);
-    if conn
-        .send_all(&mut s.out, limits.send_timeout)
-        .await
-        .is_err()
-    {
+    if conn.send_all(&mut s.out).await.is_err() {
         return Outcome::Close;
     }
     if !keep_alive {
@@ -521,13 +517,7 @@ async fn discard_body(
 }
 
 /// Answers a request that could not be read or accepted, and closes behind it.
-async fn refuse(
-    shard: &Shard,
-    snap: &Snapshot,
-    conn: &mut Client,
-    s: &mut Scratch,
-    status: u16,
-) -> Outcome {
+async fn refuse(shard: &Shard, conn: &mut Client, s: &mut Scratch, status: u16) -> Outcome {
     let date = shard.date.now();
     s.out.clear();
     // Unparsed, so nothing of the client's can be trusted: a fresh id ties answer and log.
@@ -545,9 +535,7 @@ async fn refuse(
     );
     s.record.status = status;
     s.record.bytes_received = conn.buf.len() as u64;
-    let _ = conn
-        .send_all(&mut s.out, snap.config.server.limits.send_timeout)
-        .await;
+    let _ = conn.send_all(&mut s.out).await;
     Outcome::Linger
 }
 
@@ -590,8 +578,7 @@ async fn answer_error_with(
         &s.request_id,
         extra,
     );
-    let send_timeout = shard.snapshot().config.server.limits.send_timeout;
-    if conn.send_all(&mut s.out, send_timeout).await.is_err() {
+    if conn.send_all(&mut s.out).await.is_err() {
         return Outcome::Close;
     }
     if keep_alive {

@@ -116,11 +116,7 @@ pub async fn proxy(
     if s.head.expect_continue && !body.is_done() {
         s.out.clear();
         s.out.extend_from_slice(CONTINUE);
-        if conn
-            .send_all(&mut s.out, limits.send_timeout)
-            .await
-            .is_err()
-        {
+        if conn.send_all(&mut s.out).await.is_err() {
             return Outcome::Close;
         }
     }
@@ -212,7 +208,6 @@ pub async fn proxy(
             s.head.method,
             s.head.version,
             upstream.read_timeout,
-            limits.send_timeout,
         )
         .await
         {
@@ -296,7 +291,6 @@ pub async fn proxy(
         upstream: &mut stream,
         ubuf: &mut ubuf,
         out: &mut s.out,
-        send_timeout: limits.send_timeout,
         read_timeout: upstream.read_timeout,
     };
     let result = relay.run(resp.len, resp.framing, framing).await;
@@ -491,7 +485,6 @@ async fn read_response_head(
     method: Method,
     client_version: Version,
     read_timeout: Duration,
-    send_timeout: Duration,
 ) -> Result<(), HeadError> {
     let limits = &snap.config.server.limits;
     let mut received_any = false;
@@ -521,7 +514,7 @@ async fn read_response_head(
                             via: false,
                         },
                     );
-                    if conn.send_all(&mut hints, send_timeout).await.is_err() {
+                    if conn.send_all(&mut hints).await.is_err() {
                         return Err(HeadError::ClientGone);
                     }
                 } else if resp.status == 101 {
@@ -559,7 +552,6 @@ struct Relay<'a> {
     ubuf: &'a mut Vec<u8>,
     /// Holds the response head on entry; it goes out with the first body bytes.
     out: &'a mut Vec<u8>,
-    send_timeout: Duration,
     read_timeout: Duration,
 }
 
@@ -584,7 +576,7 @@ impl Relay<'_> {
     }
 
     async fn flush(&mut self) -> Result<(), IoError> {
-        self.client.send_all(self.out, self.send_timeout).await?;
+        self.client.send_all(self.out).await?;
         self.out.clear();
         Ok(())
     }
@@ -598,7 +590,7 @@ impl Relay<'_> {
         if !self.out.is_empty() {
             self.flush().await?;
         }
-        self.client.send(self.ubuf, range, self.send_timeout).await
+        self.client.send(self.ubuf, range).await
     }
 
     /// Reads the next piece of body into `ubuf`; `expected` (when known) lets the buffer grow
