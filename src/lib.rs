@@ -16,6 +16,7 @@
 //!   client.rs                idle wait → read head → route → direct answer / forward; errors
 //!   body.rs                  where the request body ends (Content-Length / chunked), limits
 //!   forward.rs               pick target → pooled or new connection → send → relay response
+//!   relay.rs                 the response body to the client, re-framed when the sides differ
 //!   head.rs                  heads as they cross: hop-by-hop out, X-Forwarded-*, Via, ids
 //!   io.rs                    reads and writes with deadlines over monoio's owned buffers
 //! http/                    the wire format

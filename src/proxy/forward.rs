@@ -15,10 +15,10 @@ use super::body::{BodyError, RequestBody};
 use super::client::{answer_error, answer_overloaded, Client, Outcome};
 use super::head::{self, ClientFraming, Forwarding, Responding};
 use super::io::{read_more, write_all, write_range, IoError};
+use super::relay::Relay;
 use super::{Scratch, UpstreamErrorKind, UpstreamRecord};
 use crate::balancer::Balance;
 use crate::config::{Balancer, CircuitBreaker, PanicMode};
-use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::request::{Method, Version};
 use crate::http::response::{ResponseFraming, ResponseHead};
 use crate::shard::Shard;
@@ -30,12 +30,6 @@ use crate::upstream::{self, UpstreamError};
 
 /// Logged when the client went away before a status could be sent (as nginx does).
 const CLIENT_GONE: u16 = 499;
-
-/// A body tail up to this size rides in the same write as the head.
-const COALESCE_LIMIT: usize = 16 * 1024;
-/// Large bodies are relayed through a buffer grown to this size: four times fewer reads and
-/// writes than the default buffer for a 64 KiB response.
-const RELAY_BUFFER: usize = 64 * 1024;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -543,143 +537,4 @@ async fn read_response_head(
             Err(IoError::Io(e)) => return Err(HeadError::Upstream(UpstreamError::Broken(e))),
         }
     }
-}
-
-/// Moves a response body from upstream to client, re-framing it when the two sides differ.
-struct Relay<'a> {
-    client: &'a mut Client,
-    upstream: &'a mut TcpStream,
-    ubuf: &'a mut Vec<u8>,
-    /// Holds the response head on entry; it goes out with the first body bytes.
-    out: &'a mut Vec<u8>,
-    read_timeout: Duration,
-}
-
-/// The body was relayed; `true` when the upstream connection ended cleanly at the response's
-/// end and may carry another request.
-type RelayResult = Result<bool, IoError>;
-
-impl Relay<'_> {
-    async fn run(mut self, start: usize, from: ResponseFraming, to: ClientFraming) -> RelayResult {
-        match from {
-            ResponseFraming::None => {
-                self.flush().await?;
-                Ok(self.ubuf.len() == start)
-            }
-            ResponseFraming::Length(n) => self.length(start, n).await,
-            ResponseFraming::Chunked => self.chunked(start, to == ClientFraming::Chunked).await,
-            ResponseFraming::Close => {
-                self.until_close(start, to == ClientFraming::ChunkEach)
-                    .await
-            }
-        }
-    }
-
-    async fn flush(&mut self) -> Result<(), IoError> {
-        self.client.send_all(self.out).await?;
-        self.out.clear();
-        Ok(())
-    }
-
-    /// Sends what is pending in `out` followed by `ubuf[range]`, in one write when small.
-    async fn send(&mut self, range: std::ops::Range<usize>) -> Result<(), IoError> {
-        if self.out.len() + range.len() <= COALESCE_LIMIT {
-            self.out.extend_from_slice(&self.ubuf[range]);
-            return self.flush().await;
-        }
-        if !self.out.is_empty() {
-            self.flush().await?;
-        }
-        self.client.send(self.ubuf, range).await
-    }
-
-    /// Reads the next piece of body into `ubuf`; `expected` (when known) lets the buffer grow
-    /// for a large body.
-    async fn refill(&mut self, expected: u64) -> Result<usize, IoError> {
-        self.ubuf.clear();
-        if expected > self.ubuf.capacity() as u64 && self.ubuf.capacity() < RELAY_BUFFER {
-            self.ubuf.reserve_exact(RELAY_BUFFER);
-        }
-        read_more(self.upstream, self.ubuf, self.read_timeout).await
-    }
-
-    async fn length(&mut self, start: usize, total: u64) -> RelayResult {
-        let mut remaining = total;
-        let mut pos = start;
-        let mut clean = true;
-        loop {
-            let avail = self.ubuf.len() - pos;
-            let take = remaining.min(avail as u64) as usize;
-            // Bytes past the declared length mean the upstream is confused: don't reuse it.
-            clean &= take == avail;
-            self.send(pos..pos + take).await?;
-            remaining -= take as u64;
-            if remaining == 0 {
-                return Ok(clean);
-            }
-            self.refill(remaining).await?;
-            pos = 0;
-        }
-    }
-
-    async fn chunked(&mut self, start: usize, pass_through: bool) -> RelayResult {
-        let mut decoder = ChunkedDecoder::new();
-        let mut pos = start;
-        loop {
-            let input = &self.ubuf[pos..];
-            let progress = if pass_through {
-                let p = decoder.decode(input, &mut |_| {}).map_err(|_| bad_body())?;
-                self.send(pos..pos + p.consumed).await?;
-                p
-            } else {
-                // De-chunking for a 1.0 client: only the data goes out.
-                let out = &mut *self.out;
-                let p = decoder
-                    .decode(input, &mut |r: std::ops::Range<usize>| {
-                        out.extend_from_slice(&input[r])
-                    })
-                    .map_err(|_| bad_body())?;
-                self.flush().await?;
-                p
-            };
-            if progress.done {
-                return Ok(pos + progress.consumed == self.ubuf.len());
-            }
-            self.refill(RELAY_BUFFER as u64).await?;
-            pos = 0;
-        }
-    }
-
-    async fn until_close(&mut self, start: usize, chunk_each: bool) -> RelayResult {
-        let mut pos = start;
-        loop {
-            let n = self.ubuf.len() - pos;
-            if n > 0 {
-                if chunk_each {
-                    chunked::encode_chunk_header(n, self.out);
-                    self.send(pos..pos + n).await?;
-                    self.out.extend_from_slice(chunked::CHUNK_TRAILER_CRLF);
-                } else {
-                    self.send(pos..pos + n).await?;
-                }
-            }
-            match self.refill(RELAY_BUFFER as u64).await {
-                Ok(_) => pos = 0,
-                Err(IoError::Eof) => break,
-                Err(e) => return Err(e),
-            }
-        }
-        if chunk_each {
-            self.out.extend_from_slice(chunked::LAST_CHUNK);
-        }
-        self.flush().await?;
-        Ok(false)
-    }
-}
-
-fn bad_body() -> IoError {
-    IoError::Io(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        "malformed chunked body from upstream",
-    ))
 }

@@ -7,6 +7,7 @@ mod client;
 mod forward;
 pub mod head;
 mod io;
+mod relay;
 mod request_id;
 
 pub use client::serve;
