@@ -232,3 +232,29 @@ fn address_in_use_is_a_runtime_failure_exit_2() {
         }
     });
 }
+
+#[test]
+fn check_names_the_key_of_each_bad_resilience_setting() {
+    let bad = "[server]\nlisten = [\"127.0.0.1:0\"]\n\n\
+        [[upstreams]]\nname = \"a\"\nbalancer = \"fastest\"\ntargets = [{ addr = \"127.0.0.1:1\" }]\n\n\
+        [[upstreams]]\nname = \"b\"\nbalancer = \"round_robin\"\nhash_on = \"ip\"\npanic_mode = \"maybe\"\n\
+        targets = [{ addr = \"127.0.0.1:1\" }]\n\
+        [upstreams.outlier]\nconsecutive_failures = 0\n\
+        [upstreams.health_check]\nexpected_statuses = [\"2xx\"]\n\
+        [upstreams.circuit_breaker]\nmax_requests = 0\n\n\
+        [[routes]]\nupstream = \"a\"\ntimeout = \"soon\"\n";
+    let out = check(bad);
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    for key in [
+        "upstreams[0].balancer: unknown balancer \"fastest\"",
+        "upstreams[1].hash_on: applies only to balancer = \"consistent_hash\"",
+        "upstreams[1].panic_mode: unknown mode \"maybe\"",
+        "upstreams[1].outlier.consecutive_failures: must be at least 1",
+        "upstreams[1].health_check.expected_statuses:",
+        "upstreams[1].circuit_breaker.max_requests: must be at least 1",
+        "routes[0].timeout: invalid duration \"soon\"",
+    ] {
+        assert!(stderr.contains(key), "missing {key:?} in: {stderr}");
+    }
+}
