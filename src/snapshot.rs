@@ -42,6 +42,11 @@ pub struct UpstreamState {
     pub requests: Arc<Gauge>,
     /// Requests waiting for a connection to a target at its cap, across shards.
     pub pending: Arc<Gauge>,
+    /// Retries in flight to this upstream, across shards (the retry budget).
+    pub retries: Arc<Gauge>,
+    /// Whether `requests` is kept: a breaker caps it or a retry budget is a share of it.
+    /// Otherwise requests skip the one cross-core write it costs.
+    pub count_requests: bool,
 }
 
 #[derive(Clone)]
@@ -71,7 +76,8 @@ struct TargetState {
 /// Hands out what outlives a snapshot. Lives with whoever builds snapshots (never a shard).
 pub struct Registry {
     targets: HashMap<(String, SocketAddr), TargetState>,
-    upstreams: HashMap<String, (Arc<Gauge>, Arc<Gauge>)>,
+    /// Requests, pending requests and retries in flight, by upstream name.
+    upstreams: HashMap<String, [Arc<Gauge>; 3]>,
     metrics: Arc<Metrics>,
     access_log: Option<Arc<AccessLog>>,
 }
@@ -119,20 +125,12 @@ impl Registry {
         }
     }
 
-    fn upstream_gauges(&mut self, upstream: &str) -> (Arc<Gauge>, Arc<Gauge>) {
+    fn upstream_gauges(&mut self, upstream: &str) -> [Arc<Gauge>; 3] {
         self.upstreams
             .entry(upstream.to_string())
             .or_default()
             .clone()
     }
-}
-
-/// A fresh seed for each balancer's random choices; tests seed the balancers directly.
-fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
 }
 
 impl Snapshot {
@@ -156,7 +154,7 @@ impl Snapshot {
     }
 
     pub fn build(config: Config, hash: String, registry: &mut Registry, shards: usize) -> Snapshot {
-        let upstreams = config
+        let mut upstreams = config
             .upstreams
             .iter()
             .map(|u| {
@@ -171,7 +169,7 @@ impl Snapshot {
                         t.metrics.attach_health(&t.health);
                     }
                 }
-                let (requests, pending) = registry.upstream_gauges(&u.name);
+                let [requests, pending, retries] = registry.upstream_gauges(&u.name);
                 // Consistent hashing places targets by their address, so a target keeps its
                 // keys whatever else a reload adds or removes.
                 let keys: Vec<u64> = u
@@ -186,13 +184,24 @@ impl Snapshot {
                         &weights,
                         &keys,
                         shards,
-                        seed(),
+                        balancer::fresh_seed(),
                     ),
                     requests,
                     pending,
+                    retries,
+                    count_requests: false,
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        for (u, state) in config.upstreams.iter().zip(&mut upstreams) {
+            state.count_requests = u.circuit_breaker.max_requests != u32::MAX;
+        }
+        for r in &config.routes {
+            if let (crate::config::Action::Proxy { upstream, .. }, Some(_)) = (&r.action, &r.retry)
+            {
+                upstreams[*upstream].count_requests = true;
+            }
+        }
         let route_metrics = config
             .routes
             .iter()

@@ -55,6 +55,8 @@ pub use p2c::P2c;
 pub use random::Random;
 pub use round_robin::RoundRobin;
 
+pub(crate) use rng::{below as random_below, fresh_seed, step};
+
 /// One upstream's way of choosing a target, shared by every shard.
 ///
 /// Calls for a shard come from that shard's thread: its state has that one writer (other

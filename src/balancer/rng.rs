@@ -26,9 +26,24 @@ pub(crate) fn shard_seed(seed: u64, shard: usize) -> u64 {
 /// The next number from the generator whose state is word `at` of `words`.
 #[inline]
 pub(crate) fn next(words: Words<'_>, at: usize) -> u64 {
-    let state = words.get(at).wrapping_add(GAMMA);
+    let (state, r) = step(words.get(at));
     words.set(at, state);
-    mix(state)
+    r
+}
+
+/// A seed that differs between processes: std's `RandomState` keys are drawn from the OS.
+pub(crate) fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+/// One draw from a generator kept in a plain word by its owner: (next state, number).
+#[inline]
+pub(crate) fn step(state: u64) -> (u64, u64) {
+    let next = state.wrapping_add(GAMMA);
+    (next, mix(next))
 }
 
 /// A number below `n` from a uniform `r` (Lemire's multiply-shift; the bias, n / 2^64, is

@@ -104,6 +104,23 @@ pub struct UpstreamFile {
     pub panic_mode: Option<String>,
     pub health_check: Option<HealthCheckFile>,
     pub outlier: Option<OutlierFile>,
+    pub retry: Option<RetryFile>,
+}
+
+/// `[upstreams.retry]` and `[routes.retry]`. Every key is optional: a route's table overrides
+/// its upstream's key by key, and what neither sets takes the default in `upstream/retry.rs`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    pub attempts: Option<u32>,
+    pub on: Option<Vec<String>>,
+    pub per_try_timeout: Option<String>,
+    pub backoff_base: Option<String>,
+    pub backoff_max: Option<String>,
+    pub budget_percent: Option<f64>,
+    pub min_retry_concurrency: Option<u32>,
+    pub max_replay_body: Option<u64>,
+    pub retry_non_idempotent: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -203,6 +220,10 @@ pub struct RouteFile {
     /// Bounds the whole exchange with the upstream, e.g. "15s". Absent: only the upstream's
     /// connect/read/write timeouts apply.
     pub timeout: Option<String>,
+    /// Overrides the upstream's `[retry]` key by key.
+    pub retry: Option<RetryFile>,
+    /// The same as `retry.retry_non_idempotent`, where an operator may look for it first.
+    pub retry_non_idempotent: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

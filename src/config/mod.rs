@@ -104,6 +104,8 @@ pub struct Upstream {
     pub health_check: Option<crate::health::CheckConfig>,
     /// Passive health; None when the upstream has no `[outlier]`.
     pub outlier: Option<Outlier>,
+    /// None when the upstream has no `[retry]`; routes start from it.
+    pub retry: Option<Retry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +137,7 @@ impl Default for CircuitBreaker {
 }
 
 pub use crate::balancer::Algorithm as Balancer;
+pub use crate::upstream::retry::{Policy as Retry, RetryOn};
 
 /// What to do when every target of an upstream is unhealthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +208,8 @@ pub struct Route {
     pub action: Action,
     /// The whole upstream exchange, from routing to the last response byte.
     pub timeout: Option<Duration>,
+    /// The route's `[retry]` over its upstream's; None when a request gets one try.
+    pub retry: Option<Retry>,
 }
 
 #[derive(Debug)]

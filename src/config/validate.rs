@@ -6,13 +6,16 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use super::file::{
-    CircuitBreakerFile, File, HealthCheckFile, LimitsFile, OutlierFile, RouteFile, UpstreamFile,
+    CircuitBreakerFile, File, HealthCheckFile, LimitsFile, OutlierFile, RetryFile, RouteFile,
+    UpstreamFile,
 };
 use super::{
     AccessLog, AccessLogFormat, AccessLogPath, Action, Admin, Balancer, CircuitBreaker, Config,
-    Driver, HashOn, HostHeader, Limits, Outlier, PanicMode, Pool, Route, Server, Target, Upstream,
+    Driver, HashOn, HostHeader, Limits, Outlier, PanicMode, Pool, Retry, RetryOn, Route, Server,
+    Target, Upstream,
 };
 use crate::router::{PathRule, RouteRule, Router};
+use crate::upstream::retry::MAX_ATTEMPTS;
 
 /// httparse needs a fixed header array; this bounds what `max_headers` may ask for.
 pub const MAX_HEADERS_CEILING: usize = 1024;
@@ -25,8 +28,17 @@ impl Errors {
     }
 
     fn duration(&mut self, key: &str, value: &str) -> Duration {
+        self.duration_from(key, value, Duration::from_nanos(1))
+    }
+
+    /// A duration that may be zero, e.g. "no wait".
+    fn duration_or_zero(&mut self, key: &str, value: &str) -> Duration {
+        self.duration_from(key, value, Duration::ZERO)
+    }
+
+    fn duration_from(&mut self, key: &str, value: &str, least: Duration) -> Duration {
         match humantime::parse_duration(value.trim()) {
-            Ok(d) if d.is_zero() => {
+            Ok(d) if d < least => {
                 self.push(key, "must be greater than 0");
                 Duration::from_secs(1)
             }
@@ -67,7 +79,7 @@ pub fn validate(raw: File) -> Result<Config, Vec<String>> {
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut rules = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
-        let (route, rule) = route(i, r, &by_name, &mut errs);
+        let (route, rule) = route(i, r, &by_name, &upstreams, &mut errs);
         routes.push(route);
         rules.push(rule);
     }
@@ -311,7 +323,72 @@ fn upstream(i: usize, u: &UpstreamFile, errs: &mut Errors) -> Upstream {
             .outlier
             .as_ref()
             .map(|o| outlier(&key("outlier"), o, errs)),
+        retry: u
+            .retry
+            .as_ref()
+            .map(|r| retry(&key("retry"), Retry::default(), r, errs)),
     }
+}
+
+/// The keys `file` sets, laid over `base` (the defaults, or a route's upstream's policy).
+fn retry(key: &str, base: Retry, file: &RetryFile, errs: &mut Errors) -> Retry {
+    let mut r = base;
+    let at = |name: &str| format!("{key}.{name}");
+    if let Some(n) = file.attempts {
+        if (1..=MAX_ATTEMPTS).contains(&n) {
+            r.attempts = n;
+        } else {
+            errs.push(
+                at("attempts"),
+                format_args!("must be between 1 and {MAX_ATTEMPTS} (1 turns retries off)"),
+            );
+        }
+    }
+    if let Some(on) = &file.on {
+        match RetryOn::parse(on) {
+            Ok(_) if on.is_empty() => errs.push(
+                at("on"),
+                "lists no condition; set attempts = 1 to turn retries off",
+            ),
+            Ok(set) => r.on = set,
+            Err(e) => errs.push(at("on"), e),
+        }
+    }
+    if let Some(t) = &file.per_try_timeout {
+        r.per_try_timeout = Some(errs.duration(&at("per_try_timeout"), t));
+    }
+    if let Some(t) = &file.backoff_base {
+        r.backoff_base = errs.duration_or_zero(&at("backoff_base"), t);
+    }
+    if let Some(t) = &file.backoff_max {
+        r.backoff_max = errs.duration_or_zero(&at("backoff_max"), t);
+    }
+    if r.backoff_max < r.backoff_base {
+        errs.push(
+            at("backoff_max"),
+            format_args!(
+                "{:?} is shorter than backoff_base ({:?})",
+                r.backoff_max, r.backoff_base
+            ),
+        );
+    }
+    if let Some(p) = file.budget_percent {
+        if (0.0..=100.0).contains(&p) {
+            r.budget_percent = p;
+        } else {
+            errs.push(at("budget_percent"), "must be between 0 and 100");
+        }
+    }
+    if let Some(n) = file.min_retry_concurrency {
+        r.min_retry_concurrency = n;
+    }
+    if let Some(n) = file.max_replay_body {
+        r.max_replay_body = n;
+    }
+    if let Some(b) = file.retry_non_idempotent {
+        r.retry_non_idempotent = b;
+    }
+    r
 }
 
 fn outlier(key: &str, o: &OutlierFile, errs: &mut Errors) -> Outlier {
@@ -386,7 +463,8 @@ fn circuit_breaker(
 fn route(
     i: usize,
     r: &RouteFile,
-    upstreams: &HashMap<&str, usize>,
+    by_name: &HashMap<&str, usize>,
+    upstreams: &[Upstream],
     errs: &mut Errors,
 ) -> (Route, RouteRule) {
     let key = |field: &str| format!("routes[{i}].{field}");
@@ -437,7 +515,7 @@ fn route(
             );
             None
         }
-        (Some(u), None) => match upstreams.get(u.as_str()) {
+        (Some(u), None) => match by_name.get(u.as_str()) {
             Some(&upstream) => Some(Action::Proxy { upstream, rewrite }),
             None => {
                 errs.push(key("upstream"), format_args!("no upstream named {u:?}"));
@@ -477,9 +555,11 @@ fn route(
     if timeout.is_some() && r.direct.is_some() {
         errs.push(key("timeout"), "applies only to routes with an upstream");
     }
+    let retry = route_retry(i, r, &action, upstreams, errs);
     let route = Route {
         name,
         timeout,
+        retry,
         action: action.unwrap_or(Action::Direct {
             status: 500,
             body: bytes::Bytes::new(),
@@ -497,6 +577,52 @@ fn route(
             .collect(),
     };
     (route, rule)
+}
+
+/// The route's retry policy: its `[retry]` keys over its upstream's policy.
+fn route_retry(
+    i: usize,
+    r: &RouteFile,
+    action: &Option<Action>,
+    upstreams: &[Upstream],
+    errs: &mut Errors,
+) -> Option<Retry> {
+    let key = |field: &str| format!("routes[{i}].{field}");
+    let upstream = match action {
+        Some(Action::Proxy { upstream, .. }) => upstreams.get(*upstream),
+        _ => None,
+    };
+    if r.direct.is_some() {
+        for (set, field) in [
+            (r.retry.is_some(), "retry"),
+            (r.retry_non_idempotent.is_some(), "retry_non_idempotent"),
+        ] {
+            if set {
+                errs.push(key(field), "applies only to routes with an upstream");
+            }
+        }
+        return None;
+    }
+    let base = upstream.and_then(|u| u.retry.clone());
+    let mut policy = match &r.retry {
+        Some(file) => Some(retry(&key("retry"), base.unwrap_or_default(), file, errs)),
+        None => base,
+    };
+    if let Some(allow) = r.retry_non_idempotent {
+        if r.retry
+            .as_ref()
+            .is_some_and(|f| f.retry_non_idempotent.is_some())
+        {
+            errs.push(
+                key("retry_non_idempotent"),
+                format_args!("is also set in routes[{i}].retry; set it in one place"),
+            );
+        }
+        if let Some(p) = &mut policy {
+            p.retry_non_idempotent = allow;
+        }
+    }
+    policy.filter(|p| p.attempts > 1)
 }
 
 fn name_or_index(i: usize, r: &RouteFile) -> String {

@@ -31,7 +31,7 @@ use std::time::SystemTime;
 use per_shard::{Counter, Gauge, PerShard};
 
 pub use route::RouteMetrics;
-pub use target::{TargetMetrics, UpstreamErrorKind};
+pub use target::{TargetMetrics, TimeoutPhase, UpstreamErrorKind};
 
 /// The route name for requests answered without a route: no route matched (404), or the
 /// request could not be parsed far enough to route it.

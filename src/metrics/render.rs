@@ -6,7 +6,7 @@ use std::time::UNIX_EPOCH;
 
 use super::histogram::HistogramTotals;
 use super::route::{RouteTotals, CLASSES};
-use super::target::{TargetTotals, UpstreamErrorKind};
+use super::target::{TargetTotals, TimeoutPhase, UpstreamErrorKind};
 use super::text::{family, sample};
 use super::{Metrics, ProcessInfo};
 
@@ -131,6 +131,17 @@ impl Metrics {
         for (route, t) in &routes {
             sample(out, name, "", &[("route", route)], t.bytes_sent);
         }
+
+        let name = "shardgate_route_timeouts_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Exchanges cut short by their route's timeout, by route.",
+        );
+        for (route, t) in &routes {
+            sample(out, name, "", &[("route", route)], t.timeouts);
+        }
     }
 
     fn render_targets(&self, out: &mut String) {
@@ -183,6 +194,48 @@ impl Metrics {
                 ];
                 sample(out, name, "", &labels, t.errors[kind as usize]);
             }
+        }
+
+        let name = "shardgate_upstream_timeouts_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Timeouts that fired on exchanges with upstream targets, by phase.",
+        );
+        for (upstream, target, t) in &targets {
+            for (phase, n) in TimeoutPhase::ALL.iter().zip(t.timeouts) {
+                let labels = [
+                    ("upstream", upstream.as_str()),
+                    ("target", target.as_str()),
+                    ("phase", phase.label()),
+                ];
+                sample(out, name, "", &labels, n);
+            }
+        }
+
+        let name = "shardgate_upstream_retries_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Failed tries at an upstream target that were made again.",
+        );
+        for (upstream, target, t) in &targets {
+            let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
+            sample(out, name, "", &labels, t.retries);
+        }
+
+        let name = "shardgate_upstream_retries_over_budget_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Failed tries at an upstream target not made again because the retry budget was spent.",
+        );
+        for (upstream, target, t) in &targets {
+            let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
+            sample(out, name, "", &labels, t.retries_over_budget);
         }
 
         let name = "shardgate_upstream_ejections_total";

@@ -20,6 +20,7 @@ struct RouteShard {
     duration: Histogram,
     bytes_received: Counter,
     bytes_sent: Counter,
+    timeouts: Counter,
 }
 
 impl RouteMetrics {
@@ -52,6 +53,12 @@ impl RouteMetrics {
         s.bytes_sent.add(bytes_sent);
     }
 
+    /// The route's `timeout` fired on `shard`.
+    #[inline]
+    pub fn timed_out(&self, shard: usize) {
+        self.shards.get(shard).timeouts.add(1);
+    }
+
     pub(crate) fn totals(&self) -> RouteTotals {
         let mut t = RouteTotals::default();
         for s in self.shards.iter() {
@@ -61,6 +68,7 @@ impl RouteMetrics {
             t.duration.add(&s.duration);
             t.bytes_received = t.bytes_received.wrapping_add(s.bytes_received.get());
             t.bytes_sent = t.bytes_sent.wrapping_add(s.bytes_sent.get());
+            t.timeouts = t.timeouts.wrapping_add(s.timeouts.get());
         }
         t
     }
@@ -81,6 +89,7 @@ pub(crate) struct RouteTotals {
     pub duration: HistogramTotals,
     pub bytes_received: u64,
     pub bytes_sent: u64,
+    pub timeouts: u64,
 }
 
 #[cfg(test)]

@@ -37,6 +37,47 @@ impl UpstreamErrorKind {
     }
 }
 
+/// Which timeout fired, as the `phase` label of `shardgate_upstream_timeouts_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// `connect_timeout`.
+    Connect,
+    /// `write_timeout`: sending the request.
+    Write,
+    /// `read_timeout`: waiting for the response.
+    Read,
+    /// A retry policy's `per_try_timeout`.
+    PerTry,
+}
+
+impl TimeoutPhase {
+    /// In label order.
+    pub const ALL: [TimeoutPhase; 4] = [
+        TimeoutPhase::Connect,
+        TimeoutPhase::PerTry,
+        TimeoutPhase::Read,
+        TimeoutPhase::Write,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TimeoutPhase::Connect => "connect",
+            TimeoutPhase::PerTry => "per_try",
+            TimeoutPhase::Read => "read",
+            TimeoutPhase::Write => "write",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            TimeoutPhase::Connect => 0,
+            TimeoutPhase::PerTry => 1,
+            TimeoutPhase::Read => 2,
+            TimeoutPhase::Write => 3,
+        }
+    }
+}
+
 /// The series of one (upstream name, target address), shared by every snapshot that has it.
 pub struct TargetMetrics {
     upstream: String,
@@ -56,6 +97,12 @@ struct TargetShard {
     errors: [Counter; UpstreamErrorKind::ALL.len()],
     pool_idle: Gauge,
     pool_active: Gauge,
+    /// Indexed by `TimeoutPhase::index`.
+    timeouts: [Counter; TimeoutPhase::ALL.len()],
+    /// Tries at this target that failed and were made again (on another target if possible).
+    retries: Counter,
+    /// Failed tries the policy would have retried but the retry budget refused.
+    retries_over_budget: Counter,
 }
 
 impl TargetMetrics {
@@ -115,6 +162,23 @@ impl TargetMetrics {
         self.shards.get(shard).errors[kind as usize].add(1);
     }
 
+    #[inline]
+    pub fn timeout(&self, shard: usize, phase: TimeoutPhase) {
+        self.shards.get(shard).timeouts[phase.index()].add(1);
+    }
+
+    /// A failed try at this target is made again.
+    #[inline]
+    pub fn retried(&self, shard: usize) {
+        self.shards.get(shard).retries.add(1);
+    }
+
+    /// A failed try at this target could not be made again: the retry budget was spent.
+    #[inline]
+    pub fn over_retry_budget(&self, shard: usize) {
+        self.shards.get(shard).retries_over_budget.add(1);
+    }
+
     /// Moves the idle-connections gauge; only the shard owning the pool calls it.
     #[inline]
     pub fn pool_idle(&self, shard: usize, delta: i64) {
@@ -136,6 +200,13 @@ impl TargetMetrics {
             }
             t.pool_idle = t.pool_idle.wrapping_add(s.pool_idle.get());
             t.pool_active = t.pool_active.wrapping_add(s.pool_active.get());
+            for (total, n) in t.timeouts.iter_mut().zip(&s.timeouts) {
+                *total = total.wrapping_add(n.get());
+            }
+            t.retries = t.retries.wrapping_add(s.retries.get());
+            t.retries_over_budget = t
+                .retries_over_budget
+                .wrapping_add(s.retries_over_budget.get());
         }
         (t.ejections, t.ejected) = self.ejection_totals();
         t.health = self.health_totals();
@@ -151,6 +222,10 @@ pub(crate) struct TargetTotals {
     pub errors: [u64; UpstreamErrorKind::ALL.len()],
     pub pool_idle: i64,
     pub pool_active: i64,
+    /// In `TimeoutPhase::ALL` (label) order.
+    pub timeouts: [u64; TimeoutPhase::ALL.len()],
+    pub retries: u64,
+    pub retries_over_budget: u64,
     pub ejections: u64,
     pub ejected: bool,
     /// (healthy, checks passed, checks failed) for targets with active checks.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 
-const FAMILIES: [(&str, &str); 21] = [
+const FAMILIES: [(&str, &str); 25] = [
     ("shardgate_build_info", "gauge"),
     ("shardgate_config_info", "gauge"),
     ("shardgate_config_loaded_timestamp_seconds", "gauge"),
@@ -15,9 +15,13 @@ const FAMILIES: [(&str, &str); 21] = [
     ("shardgate_request_duration_seconds", "histogram"),
     ("shardgate_bytes_received_total", "counter"),
     ("shardgate_bytes_sent_total", "counter"),
+    ("shardgate_route_timeouts_total", "counter"),
     ("shardgate_upstream_requests_total", "counter"),
     ("shardgate_upstream_request_duration_seconds", "histogram"),
     ("shardgate_upstream_errors_total", "counter"),
+    ("shardgate_upstream_timeouts_total", "counter"),
+    ("shardgate_upstream_retries_total", "counter"),
+    ("shardgate_upstream_retries_over_budget_total", "counter"),
     ("shardgate_upstream_ejections_total", "counter"),
     ("shardgate_upstream_ejected", "gauge"),
     ("shardgate_upstream_healthy", "gauge"),
@@ -354,7 +358,7 @@ fn route_names_are_escaped() {
     );
     assert_eq!(
         text.lines().filter(|l| l.contains("ird")).count(),
-        5 + 17 + 2
+        5 + 17 + 3
     );
 }
 

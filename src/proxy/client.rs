@@ -410,10 +410,14 @@ async fn exchange(
                         // Before a final status went out the client gets 504; after, only a
                         // close can tell it the response is incomplete.
                         Err(_) if s.record.status == 0 => {
+                            snap.route_metrics[route].timed_out(shard.id);
                             s.head.connection.close = true;
                             answer_error(shard, conn, s, 504).await
                         }
-                        Err(_) => Outcome::Close,
+                        Err(_) => {
+                            snap.route_metrics[route].timed_out(shard.id);
+                            Outcome::Close
+                        }
                     }
                 }
             }

@@ -1,54 +1,35 @@
-//! Forwarding a request to an upstream target and relaying the response.
+//! Forwarding a request to an upstream: choosing a target, trying again while the retry
+//! policy allows, relaying the response.
 //!
 //! Before the first response byte reaches the client any failure becomes a clean status;
-//! after it, a failure can only close the connection (never a second status line). A pooled
-//! connection found dead before any response byte is retried once on a fresh connection when
-//! the request can safely be sent again (RFC 9110 §9.2.2).
+//! after it, a failure can only close the connection (never a second status line). One try
+//! is `attempt.rs`; the rules for another are `upstream/retry.rs`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
-use monoio::net::TcpStream;
-
+use super::attempt::{Answered, Context, Failed, Failure, Replay, TryClock, Upload};
 use super::balance_key;
-use super::body::{BodyError, RequestBody};
+use super::body::RequestBody;
 use super::client::{answer_error, answer_overloaded, Client, Outcome};
-use super::head::{self, ClientFraming, Forwarding, Responding};
-use super::io::{read_more, write_all, write_range, IoError};
+use super::head::{self, ClientFraming, Responding};
+use super::io::IoError;
 use super::relay::Relay;
 use super::{Scratch, UpstreamErrorKind, UpstreamRecord};
 use crate::balancer::Balance;
-use crate::config::{Balancer, CircuitBreaker, PanicMode};
-use crate::http::request::{Method, Version};
-use crate::http::response::{ResponseFraming, ResponseHead};
+use crate::config::{Balancer, PanicMode, Upstream};
+use crate::http::request::Version;
+use crate::http::response::ResponseFraming;
+use crate::metrics::TimeoutPhase;
 use crate::shard::Shard;
 use crate::snapshot::Snapshot;
 use crate::snapshot::{TargetRef, UpstreamState};
-use crate::upstream::breaker::OwnedPermit;
 use crate::upstream::outlier;
-use crate::upstream::{self, UpstreamError};
+use crate::upstream::retry::{self, Condition, MAX_ATTEMPTS};
+use crate::upstream::UpstreamError;
 
 /// Logged when the client went away before a status could be sent (as nginx does).
 const CLIENT_GONE: u16 = 499;
-
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
-/// Why forwarding stopped before a response head was relayed.
-enum Failure {
-    Upstream(UpstreamError),
-    /// The client's body broke a rule or stalled; answer with this status.
-    Client(u16),
-    /// The client went away; nobody to answer.
-    ClientGone,
-    /// A circuit breaker limit was reached: 503 at once, marked as an overload.
-    Overloaded,
-}
-
-impl From<BodyError> for Failure {
-    fn from(e: BodyError) -> Failure {
-        Failure::Client(e.status())
-    }
-}
 
 pub async fn proxy(
     shard: &Shard,
@@ -60,19 +41,25 @@ pub async fn proxy(
     let limits = &snap.config.server.limits;
     let upstream = &snap.config.upstreams[up];
     let state = &snap.upstreams[up];
+    let policy = s
+        .record
+        .route
+        .and_then(|r| snap.config.routes[r].retry.as_ref());
     let head_len = s.head.len;
 
     let mut body = RequestBody::new(s.head.body, limits.max_body_bytes);
-    let mut cursor = match body.advance(&conn.buf[head_len..]) {
+    let cursor = match body.advance(&conn.buf[head_len..]) {
         Ok(n) => head_len + n,
         Err(e) => return answer_error(shard, conn, s, e.status()).await,
     };
 
-    let breaker = &upstream.circuit_breaker;
-    // Uncounted when unlimited: the shared counter is the one cross-core write per request.
-    let _request_permit = match breaker.max_requests {
-        u32::MAX => None,
-        max => match state.requests.try_acquire(max) {
+    // Uncounted when nothing reads it: the shared counter is a cross-core write per request.
+    let _request_permit = match state.count_requests {
+        false => None,
+        true => match state
+            .requests
+            .try_acquire(upstream.circuit_breaker.max_requests)
+        {
             Some(permit) => Some(permit),
             None => return answer_overloaded(shard, conn, s).await,
         },
@@ -88,175 +75,141 @@ pub async fn proxy(
         ),
         _ => None,
     };
-    let now = upstream.outlier.as_ref().map(|_| outlier::now_ms());
-    let healthy = |i: usize| {
-        let t = &state.targets[i];
-        t.health.is_healthy() && now.is_none_or(|now| !t.outlier.is_ejected(now))
+    let chooser = Chooser {
+        state,
+        upstream,
+        shard: shard.id,
+        key,
+        now: upstream.outlier.as_ref().map(|_| outlier::now_ms()),
     };
-    let picked =
-        state
-            .balancer
-            .pick(shard.id, key, &healthy)
-            .or_else(|| match upstream.panic_mode {
-                // Every target failed its checks: trusting them all beats refusing everyone.
-                PanicMode::FailOpen => state.balancer.pick(shard.id, key, &|_| true),
-                PanicMode::FailClosed => None,
-            });
-    let Some((target_index, target)) = picked.map(|i| (i, &state.targets[i])) else {
-        return answer_error(shard, conn, s, UpstreamError::NoTarget.status()).await;
-    };
-    let mut load = Load::start(&*state.balancer, shard.id, target_index);
-
-    if s.head.expect_continue && !body.is_done() {
-        s.out.clear();
-        s.out.extend_from_slice(CONTINUE);
-        if conn.send_all(&mut s.out).await.is_err() {
-            return Outcome::Close;
-        }
-    }
-
-    s.out.clear();
-    head::upstream_request(
-        &mut s.out,
-        &conn.buf,
-        &s.head,
-        &Forwarding {
-            path: &s.rewritten,
-            host_header: &upstream.host_header,
-            target: target.addr,
-            client_ip: conn.ip(),
-            request_id: &s.request_id,
-            via: snap.config.server.via,
+    let replay_cap = policy.map_or(0, |p| p.max_replay_body);
+    let mut upload = Upload {
+        body,
+        head_len,
+        cursor,
+        replay: match policy {
+            None => Replay::Off,
+            Some(_) if (cursor - head_len) as u64 > replay_cap => Replay::Overflowed,
+            Some(_) => Replay::InBuffer,
         },
-    );
-    s.out.extend_from_slice(&conn.buf[head_len..cursor]);
-    // What sits in `out` is the whole request: it can be sent again on a fresh connection.
-    let replayable = body.is_done();
-
+        replay_cap,
+        continued: false,
+    };
+    let ctx = Context {
+        shard,
+        snap,
+        upstream,
+        state,
+    };
+    let idempotent = s.head.method.is_idempotent();
     let mut ubuf = shard.take_buffer();
-    let mut retried = false;
-    let started = std::time::Instant::now();
-    let upstream_record = |error: Option<UpstreamErrorKind>| UpstreamRecord {
-        upstream: up,
-        target: target_index,
-        duration: started.elapsed(),
-        error,
-    };
-    // A request that could not be sent twice checks its pooled connection first: it gets no
-    // second chance if the upstream closed the connection while it was idle.
-    let retryable = replayable && s.head.method.is_idempotent();
-    let exchange = loop {
-        let pooled = if retried {
-            None
-        } else {
-            shard.pool.take(target, !retryable)
-        };
-        let reused = pooled.is_some();
-        let (mut stream, permit) = match pooled {
-            Some(pooled) => pooled,
-            None => match connection_slot(shard, target, state, breaker, upstream.connect_timeout)
-                .await
-            {
-                Some(Slot::Pooled(stream, permit)) => (stream, permit),
-                Some(Slot::Fresh(permit)) => {
-                    match upstream::connect(target.addr, upstream.connect_timeout).await {
-                        Ok(stream) => (stream, permit),
-                        Err(e) => break Err(Failure::Upstream(e)),
-                    }
-                }
-                None => break Err(Failure::Overloaded),
-            },
-        };
-        let in_use = InUse::new(&target.metrics, shard.id);
-        match write_all(&mut stream, &mut s.out, upstream.write_timeout).await {
-            Ok(()) => {}
-            // A pooled connection that refuses the first write never delivered the request.
-            Err(IoError::Eof | IoError::Io(_)) if reused => {
-                retried = true;
-                continue;
-            }
-            Err(e) => break Err(Failure::Upstream(upstream_io(e))),
-        }
-        if !body.is_done() {
-            if let Err(f) = send_body(
-                conn,
-                &mut stream,
-                &mut body,
-                &mut cursor,
-                head_len,
-                limits.body_read_timeout,
-                upstream.write_timeout,
-            )
-            .await
-            {
-                break Err(f);
-            }
-        }
-        ubuf.clear();
-        match read_response_head(
-            conn,
-            &mut stream,
-            &mut ubuf,
-            &mut s.response,
-            snap,
-            s.head.method,
-            s.head.version,
-            upstream.read_timeout,
-        )
-        .await
-        {
-            Ok(()) => break Ok((stream, permit, in_use)),
-            Err(HeadError::Stale) if reused && !retried && retryable => {
-                retried = true;
-                continue;
-            }
-            Err(HeadError::Stale) => {
-                break Err(Failure::Upstream(UpstreamError::Broken(
-                    std::io::ErrorKind::UnexpectedEof.into(),
-                )))
-            }
-            Err(HeadError::Upstream(e)) => break Err(Failure::Upstream(e)),
-            Err(HeadError::ClientGone) => break Err(Failure::ClientGone),
-        }
-    };
+    let started = Instant::now();
+    let mut tried = Tried::default();
+    // This request's retry in flight, counted against the upstream's retry budget.
+    let mut retry_permit = None;
 
-    let (mut stream, permit, _in_use) = match exchange {
-        Ok(exchanged) => exchanged,
-        Err(failure) => {
+    let (answered, target_index, clock, mut load) = loop {
+        let Some(target_index) = chooser.choose(tried.as_slice()) else {
             shard.give_buffer(ubuf);
-            s.record.bytes_received = (head_len as u64) + body.consumed();
-            return match failure {
-                Failure::Upstream(e) => {
-                    s.record.upstream = Some(upstream_record(Some(e.kind())));
-                    report_outcome(upstream, state, target, false);
-                    crate::log::debug(format_args!(
-                        "upstream {} target {}: {e:?}",
-                        upstream.name, target.addr
-                    ));
-                    if !body.is_done() {
-                        // The rest of the body is still coming; it can't be taken as the next request.
-                        s.head.connection.close = true;
+            return answer_error(shard, conn, s, UpstreamError::NoTarget.status()).await;
+        };
+        let target = &state.targets[target_index];
+        tried.push(target_index);
+        let load = Load::start(&*state.balancer, shard.id, target_index);
+        let clock = TryClock::start(policy.and_then(|p| p.per_try_timeout));
+        // A stale pooled connection may be swapped for a fresh one mid-try when the whole
+        // request is at hand to send again and sending it twice is harmless.
+        let resendable = idempotent && upload.body.is_done() && upload.replay != Replay::Overflowed;
+        let try_started = Instant::now();
+        let result = ctx
+            .run(conn, s, &mut upload, &mut ubuf, target, clock, resendable)
+            .await;
+
+        let why = match &result {
+            Ok(_) => Some((Condition::Status(s.response.status), true)),
+            Err(Failed {
+                failure: Failure::Upstream(e),
+                sent,
+                buffer_lost: false,
+            }) => Some((condition(e), *sent)),
+            // The client's side failed, or a breaker refused: another target changes nothing.
+            Err(_) => None,
+        };
+        let again = match (policy, why) {
+            (Some(p), Some((why, sent))) => {
+                let attempt = retry::Attempt {
+                    tries: tried.len,
+                    sent,
+                    idempotent,
+                    replayable: upload.replayable(),
+                };
+                p.allows(why, attempt) && {
+                    // The retry this request had in flight is over; its next one must fit.
+                    retry_permit.take();
+                    match state
+                        .retries
+                        .try_acquire(p.budget(state.requests.current()))
+                    {
+                        Some(permit) => {
+                            let _ = retry_permit.insert(permit);
+                            true
+                        }
+                        None => {
+                            target.metrics.over_retry_budget(shard.id);
+                            false
+                        }
                     }
-                    answer_error(shard, conn, s, e.status()).await
                 }
-                Failure::Client(status) => {
-                    s.record.upstream = Some(upstream_record(None));
-                    s.head.connection.close = true;
-                    answer_error(shard, conn, s, status).await
+            }
+            _ => false,
+        };
+        let Some(p) = policy.filter(|_| again) else {
+            match result {
+                Ok(answered) => break (answered, target_index, clock, load),
+                Err(failed) => {
+                    shard.give_buffer(ubuf);
+                    return fail(&ctx, conn, s, up, target_index, failed, &upload, started).await;
                 }
-                Failure::Overloaded => answer_overloaded(shard, conn, s).await,
-                Failure::ClientGone => {
-                    s.record.upstream = Some(upstream_record(None));
-                    s.record.status = CLIENT_GONE;
-                    Outcome::Close
-                }
-            };
+            }
+        };
+
+        // This try is over: count it as an exchange of its own.
+        match result {
+            Ok(answered) => {
+                // A response we won't relay: its connection goes, body unread.
+                drop(answered);
+                target.metrics.record(shard.id, try_started.elapsed());
+            }
+            Err(Failed {
+                failure: Failure::Upstream(e),
+                ..
+            }) => {
+                crate::log::debug(format_args!(
+                    "upstream {} target {}: {e:?}; trying again",
+                    upstream.name, target.addr
+                ));
+                target.metrics.error(shard.id, e.kind());
+            }
+            Err(_) => {}
+        }
+        report_outcome(upstream, state, target, false);
+        drop(load);
+        target.metrics.retried(shard.id);
+        let wait = p.backoff(tried.len);
+        if !wait.is_zero() {
+            monoio::time::sleep(wait).await;
         }
     };
 
+    let target = &state.targets[target_index];
+    let Answered {
+        mut stream,
+        permit,
+        in_use: _in_use,
+    } = answered;
     let resp = &s.response;
     s.record.status = resp.status;
-    s.record.bytes_received = (head_len as u64) + body.consumed();
+    s.record.bytes_received = (head_len as u64) + upload.body.consumed();
     let http11 = s.head.version == Version::Http11;
     let framing = match resp.framing {
         ResponseFraming::None | ResponseFraming::Length(_) => ClientFraming::AsIs,
@@ -287,10 +240,27 @@ pub async fn proxy(
         out: &mut s.out,
         read_timeout: upstream.read_timeout,
     };
-    let result = relay.run(resp.len, resp.framing, framing).await;
+    let relayed = relay.run(resp.len, resp.framing, framing);
+    let result = match clock.remaining() {
+        None => relayed.await,
+        // The relay is dropped where it stands; the connection can only be closed.
+        Some(left) => monoio::time::timeout(left, relayed)
+            .await
+            .unwrap_or(Err(IoError::Timeout)),
+    };
+    if let Err(IoError::Timeout) = result {
+        target
+            .metrics
+            .timeout(shard.id, clock.phase(TimeoutPhase::Read));
+    }
     load.ok = result.is_ok() && resp.status < 500;
     report_outcome(upstream, state, target, load.ok);
-    s.record.upstream = Some(upstream_record(result.as_ref().err().map(IoError::kind)));
+    s.record.upstream = Some(UpstreamRecord {
+        upstream: up,
+        target: target_index,
+        duration: started.elapsed(),
+        error: result.as_ref().err().map(IoError::kind),
+    });
     let reusable =
         matches!(result, Ok(true)) && resp.keep_alive() && resp.framing != ResponseFraming::Close;
     if reusable {
@@ -305,64 +275,133 @@ pub async fn proxy(
     shard.give_buffer(ubuf);
     match result {
         Ok(_) if keep_alive => {
-            conn.consumed = cursor;
+            conn.consumed = upload.cursor;
             Outcome::KeepAlive
         }
         _ => Outcome::Close,
     }
 }
 
-/// How often a request waiting for a connection slot looks again. Slots free up on any shard,
-/// so there is nothing local to wait on; the wait is bounded by `connect_timeout`.
-const PENDING_POLL: Duration = Duration::from_millis(5);
-
-enum Slot {
-    /// A connection this shard's pool got back while the request waited.
-    Pooled(TcpStream, OwnedPermit),
-    /// Room for a new connection.
-    Fresh(OwnedPermit),
+/// The last try failed and no other follows: answer for it.
+#[allow(clippy::too_many_arguments)]
+async fn fail(
+    ctx: &Context<'_>,
+    conn: &mut Client,
+    s: &mut Scratch,
+    up: usize,
+    target_index: usize,
+    failed: Failed,
+    upload: &Upload,
+    started: Instant,
+) -> Outcome {
+    let Context {
+        shard,
+        upstream,
+        state,
+        ..
+    } = *ctx;
+    let target = &state.targets[target_index];
+    let record = |error: Option<UpstreamErrorKind>| UpstreamRecord {
+        upstream: up,
+        target: target_index,
+        duration: started.elapsed(),
+        error,
+    };
+    s.record.bytes_received = (upload.head_len as u64) + upload.body.consumed();
+    if !upload.body.is_done() || failed.buffer_lost {
+        // The rest of the body is still coming (or gone with the buffer): it can't be taken
+        // for the next request.
+        s.head.connection.close = true;
+    }
+    match failed.failure {
+        Failure::Upstream(e) => {
+            s.record.upstream = Some(record(Some(e.kind())));
+            report_outcome(upstream, state, target, false);
+            crate::log::debug(format_args!(
+                "upstream {} target {}: {e:?}",
+                upstream.name, target.addr
+            ));
+            answer_error(shard, conn, s, e.status()).await
+        }
+        Failure::Client(status) => {
+            s.record.upstream = Some(record(None));
+            s.head.connection.close = true;
+            answer_error(shard, conn, s, status).await
+        }
+        Failure::Overloaded => answer_overloaded(shard, conn, s).await,
+        Failure::ClientGone => {
+            s.record.upstream = Some(record(None));
+            s.record.status = CLIENT_GONE;
+            Outcome::Close
+        }
+    }
 }
 
-/// A connection slot under the target's `max_connections`. At the cap the request waits, if
-/// `max_pending` allows, until a slot frees anywhere or this shard's pool gets a connection
-/// back, for at most `wait`.
-async fn connection_slot(
-    shard: &Shard,
-    target: &TargetRef,
-    state: &UpstreamState,
-    breaker: &CircuitBreaker,
-    wait: Duration,
-) -> Option<Slot> {
-    if let Some(permit) = target
-        .connections
-        .try_acquire_owned(breaker.max_connections)
-    {
-        return Some(Slot::Fresh(permit));
-    }
-    let _pending = state.pending.try_acquire(breaker.max_pending)?;
-    let deadline = std::time::Instant::now() + wait;
-    while std::time::Instant::now() < deadline {
-        monoio::time::sleep(PENDING_POLL).await;
-        if let Some((stream, permit)) = shard.pool.take(target, true) {
-            return Some(Slot::Pooled(stream, permit));
+/// The retry condition a failed try meets.
+fn condition(e: &UpstreamError) -> Condition {
+    match e {
+        UpstreamError::NoTarget | UpstreamError::Connect(_) | UpstreamError::ConnectTimeout => {
+            Condition::ConnectFailure
         }
-        if let Some(permit) = target
-            .connections
-            .try_acquire_owned(breaker.max_connections)
-        {
-            return Some(Slot::Fresh(permit));
+        UpstreamError::Timeout => Condition::Timeout,
+        UpstreamError::Broken(_) | UpstreamError::BadResponse(_) => Condition::Reset,
+    }
+}
+
+/// The targets a request has tried, in order; no allocation.
+#[derive(Default)]
+struct Tried {
+    targets: [usize; MAX_ATTEMPTS as usize],
+    len: u32,
+}
+
+impl Tried {
+    fn push(&mut self, target: usize) {
+        if let Some(slot) = self.targets.get_mut(self.len as usize) {
+            *slot = target;
+            self.len += 1;
         }
     }
-    None
+
+    fn as_slice(&self) -> &[usize] {
+        &self.targets[..self.len as usize]
+    }
+}
+
+/// Picks a target for each try: a healthy one not tried yet, else a healthy one again, else
+/// (in `fail_open` panic mode) any.
+struct Chooser<'a> {
+    state: &'a UpstreamState,
+    upstream: &'a Upstream,
+    shard: usize,
+    key: Option<u64>,
+    /// Outlier clock, read once per request; None when the upstream has no outlier policy.
+    now: Option<u64>,
+}
+
+impl Chooser<'_> {
+    fn choose(&self, tried: &[usize]) -> Option<usize> {
+        let healthy = |i: usize| {
+            let t = &self.state.targets[i];
+            t.health.is_healthy() && self.now.is_none_or(|now| !t.outlier.is_ejected(now))
+        };
+        let pick =
+            |usable: &dyn Fn(usize) -> bool| self.state.balancer.pick(self.shard, self.key, usable);
+        let fresh = |i: usize| !tried.contains(&i);
+        let found = match tried.is_empty() {
+            true => pick(&healthy),
+            false => pick(&|i| fresh(i) && healthy(i)).or_else(|| pick(&healthy)),
+        };
+        found.or_else(|| match self.upstream.panic_mode {
+            // Every target failed its checks: trusting them all beats refusing everyone.
+            PanicMode::FailOpen => pick(&fresh).or_else(|| pick(&|_| true)),
+            PanicMode::FailClosed => None,
+        })
+    }
 }
 
 /// Feeds passive health: one outcome per exchange with a target.
-fn report_outcome(
-    upstream: &crate::config::Upstream,
-    state: &UpstreamState,
-    target: &TargetRef,
-    ok: bool,
-) {
+fn report_outcome(upstream: &Upstream, state: &UpstreamState, target: &TargetRef, ok: bool) {
     if let Some(policy) = &upstream.outlier {
         target
             .outlier
@@ -376,7 +415,7 @@ struct Load<'a> {
     balancer: &'a dyn Balance,
     shard: usize,
     target: usize,
-    started: std::time::Instant,
+    started: Instant,
     ok: bool,
 }
 
@@ -387,7 +426,7 @@ impl<'a> Load<'a> {
             balancer,
             shard,
             target,
-            started: std::time::Instant::now(),
+            started: Instant::now(),
             ok: false,
         }
     }
@@ -397,144 +436,5 @@ impl Drop for Load<'_> {
     fn drop(&mut self) {
         self.balancer
             .finished(self.shard, self.target, self.started.elapsed(), self.ok);
-    }
-}
-
-/// Counts an upstream connection as active (for the pool gauge) for as long as it lives.
-struct InUse<'a> {
-    metrics: &'a crate::metrics::TargetMetrics,
-    shard: usize,
-}
-
-impl<'a> InUse<'a> {
-    fn new(metrics: &'a crate::metrics::TargetMetrics, shard: usize) -> InUse<'a> {
-        metrics.pool_active(shard, 1);
-        InUse { metrics, shard }
-    }
-}
-
-impl Drop for InUse<'_> {
-    fn drop(&mut self) {
-        self.metrics.pool_active(self.shard, -1);
-    }
-}
-
-fn upstream_io(e: IoError) -> UpstreamError {
-    match e {
-        IoError::Timeout => UpstreamError::Timeout,
-        IoError::Eof => UpstreamError::Broken(std::io::ErrorKind::UnexpectedEof.into()),
-        IoError::Io(e) => UpstreamError::Broken(e),
-    }
-}
-
-/// Streams the rest of the request body from the client to the upstream. The head stays at
-/// the start of `conn.buf`; body bytes are read in after it, sent, and overwritten.
-async fn send_body(
-    conn: &mut Client,
-    upstream: &mut TcpStream,
-    body: &mut RequestBody,
-    cursor: &mut usize,
-    head_len: usize,
-    body_read_timeout: Duration,
-    write_timeout: Duration,
-) -> Result<(), Failure> {
-    while !body.is_done() {
-        conn.buf.truncate(head_len);
-        *cursor = head_len;
-        match read_more(&mut conn.stream, &mut conn.buf, body_read_timeout).await {
-            Ok(_) => {}
-            Err(IoError::Timeout) => return Err(Failure::Client(408)),
-            Err(_) => return Err(Failure::ClientGone),
-        }
-        let n = body.advance(&conn.buf[head_len..])?;
-        write_range(
-            upstream,
-            &mut conn.buf,
-            head_len..head_len + n,
-            write_timeout,
-        )
-        .await
-        .map_err(|e| Failure::Upstream(upstream_io(e)))?;
-        *cursor = head_len + n;
-    }
-    Ok(())
-}
-
-enum HeadError {
-    /// The connection ended before any response byte: maybe a stale pooled connection.
-    Stale,
-    Upstream(UpstreamError),
-    ClientGone,
-}
-
-/// Reads up to the final response head, relaying 103 Early Hints and dropping 100 Continue
-/// (the gateway sent its own). Leaves the head at the start of `ubuf`.
-#[allow(clippy::too_many_arguments)]
-async fn read_response_head(
-    conn: &mut Client,
-    upstream: &mut TcpStream,
-    ubuf: &mut Vec<u8>,
-    resp: &mut ResponseHead,
-    snap: &Snapshot,
-    method: Method,
-    client_version: Version,
-    read_timeout: Duration,
-) -> Result<(), HeadError> {
-    let limits = &snap.config.server.limits;
-    let mut received_any = false;
-    loop {
-        match resp.parse(
-            ubuf,
-            limits.max_headers,
-            limits.max_header_bytes.max(crate::shard::BUFFER_SIZE),
-            method,
-        ) {
-            Ok(true) if !resp.is_interim() => return Ok(()),
-            Ok(true) => {
-                // RFC 9110 §15.2: never a 1xx to an HTTP/1.0 client.
-                if resp.status == 103 && client_version == Version::Http11 {
-                    let mut hints = Vec::with_capacity(resp.len + 64);
-                    let no_id = [];
-                    head::client_response(
-                        &mut hints,
-                        ubuf,
-                        resp,
-                        &Responding {
-                            framing: ClientFraming::AsIs,
-                            keep_alive: true,
-                            client_version: Version::Http11,
-                            request_id: &no_id,
-                            date: b"",
-                            via: false,
-                        },
-                    );
-                    if conn.send_all(&mut hints).await.is_err() {
-                        return Err(HeadError::ClientGone);
-                    }
-                } else if resp.status == 101 {
-                    // Upgrades are not offered yet and the Upgrade field was not forwarded.
-                    return Err(HeadError::Upstream(UpstreamError::BadResponse(
-                        crate::http::response::BadResponse::Malformed,
-                    )));
-                }
-                ubuf.drain(..resp.len);
-                continue;
-            }
-            Ok(false) => {}
-            Err(e) => return Err(HeadError::Upstream(UpstreamError::BadResponse(e))),
-        }
-        match read_more(upstream, ubuf, read_timeout).await {
-            Ok(_) => received_any = true,
-            Err(IoError::Timeout) => return Err(HeadError::Upstream(UpstreamError::Timeout)),
-            Err(IoError::Eof | IoError::Io(_)) if !received_any && ubuf.is_empty() => {
-                return Err(HeadError::Stale)
-            }
-            Err(IoError::Eof) => {
-                return Err(HeadError::Upstream(UpstreamError::Broken(
-                    std::io::ErrorKind::UnexpectedEof.into(),
-                )))
-            }
-            Err(IoError::Io(e)) => return Err(HeadError::Upstream(UpstreamError::Broken(e))),
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! Serving one client connection: read a head, route it, answer it directly or forward it
 //! upstream, stream the bodies, repeat while the connection stays alive.
 
+mod attempt;
 mod balance_key;
 mod body;
 mod client;
@@ -57,4 +58,6 @@ pub struct Scratch {
     pub record: Record,
     /// The X-Request-Id sent upstream and echoed to the client.
     pub request_id: Vec<u8>,
+    /// A streamed request body as sent so far, kept for another try (`max_replay_body`).
+    pub replay: Vec<u8>,
 }

@@ -3,6 +3,7 @@
 pub mod breaker;
 pub mod outlier;
 mod pool;
+pub mod retry;
 
 pub use pool::Pool;
 
