@@ -258,3 +258,40 @@ fn check_names_the_key_of_each_bad_resilience_setting() {
         assert!(stderr.contains(key), "missing {key:?} in: {stderr}");
     }
 }
+
+#[test]
+fn check_names_the_key_of_each_bad_retry_setting() {
+    let bad = "[server]\nlisten = [\"127.0.0.1:0\"]\n\n\
+        [[upstreams]]\nname = \"a\"\ntargets = [{ addr = \"127.0.0.1:1\" }]\n\
+        [upstreams.retry]\nattempts = 0\non = [\"5xx\"]\nbudget_percent = 150.0\n\
+        backoff_base = \"1s\"\nbackoff_max = \"10ms\"\nper_try_timeout = \"0s\"\n\n\
+        [[routes]]\npath = \"/a\"\nupstream = \"a\"\nretry_non_idempotent = true\n\
+        [routes.retry]\non = []\nretry_non_idempotent = false\n\n\
+        [[routes]]\ndirect = { status = 200 }\n[routes.retry]\nattempts = 2\n";
+    let out = check(bad);
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    for key in [
+        "upstreams[0].retry.attempts: must be between 1 and 10",
+        "upstreams[0].retry.on: unknown condition \"5xx\"",
+        "upstreams[0].retry.budget_percent: must be between 0 and 100",
+        "upstreams[0].retry.backoff_max: 10ms is shorter than backoff_base (1s)",
+        "upstreams[0].retry.per_try_timeout: must be greater than 0",
+        "routes[0].retry.on: lists no condition",
+        "routes[0].retry_non_idempotent: is also set in routes[0].retry",
+        "routes[1].retry: applies only to routes with an upstream",
+    ] {
+        assert!(stderr.contains(key), "missing {key:?} in: {stderr}");
+    }
+    // An unknown key in the table is refused like everywhere else.
+    let typo = "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+        [[upstreams]]\nname = \"a\"\ntargets = [{ addr = \"127.0.0.1:1\" }]\n\
+        [upstreams.retry]\nretries = 3\n";
+    let out = check(typo);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("upstreams[0].retry"),
+        "{}",
+        stderr_of(&out)
+    );
+}
