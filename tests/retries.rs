@@ -34,6 +34,15 @@ fn counting(status: u16) -> (Origin, Arc<AtomicUsize>) {
     (origin, seen)
 }
 
+/// An origin that reads each request and never answers, until the gateway gives up.
+fn hanging() -> Origin {
+    Origin::raw(|mut conn| {
+        if conn.read_request().is_some() {
+            conn.wait_for_close();
+        }
+    })
+}
+
 fn target_metric(gw: &Gateway, name: &str, target: SocketAddr) -> f64 {
     gw.admin()
         .metric(name, &[("upstream", "o"), ("target", &target.to_string())])
@@ -296,11 +305,7 @@ fn nothing_is_retried_once_response_bytes_reached_the_client() {
 #[test]
 fn per_try_timeout_moves_on_from_a_hanging_target() {
     for_each_driver(|driver| {
-        let hanging = Origin::raw(|mut conn| {
-            if conn.read_request().is_some() {
-                conn.wait_for_close();
-            }
-        });
+        let hanging = hanging();
         let (good, good_seen) = counting(200);
         let gw = gateway(
             driver,
@@ -336,14 +341,7 @@ fn per_try_timeout_moves_on_from_a_hanging_target() {
 #[test]
 fn the_route_timeout_bounds_all_tries_together() {
     for_each_driver(|driver| {
-        let hang = || {
-            Origin::raw(|mut conn| {
-                if conn.read_request().is_some() {
-                    conn.wait_for_close();
-                }
-            })
-        };
-        let (a, b) = (hang(), hang());
+        let (a, b) = (hanging(), hanging());
         let gw = gateway(
             driver,
             &[a.addr(), b.addr()],
