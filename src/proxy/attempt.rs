@@ -354,6 +354,9 @@ impl Context<'_> {
                 .advance(&conn.buf[head_len..])
                 .map_err(|e| Failed::after_sending(e.into()))?;
             up.keep(&mut s.replay, &conn.buf[head_len..head_len + n]);
+            // Set before the write: if it fails and another try sends the replay, bytes after
+            // `cursor` are the next pipelined request, not this body.
+            up.cursor = head_len + n;
             let limit = clock.limit(self.upstream.write_timeout);
             if let Err(e) = write_range(stream, &mut conn.buf, head_len..head_len + n, limit).await
             {
@@ -365,7 +368,6 @@ impl Context<'_> {
                     buffer_lost,
                 });
             }
-            up.cursor = head_len + n;
         }
         Ok(())
     }
