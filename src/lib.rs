@@ -66,6 +66,7 @@ pub mod admin;
 pub mod balancer;
 pub mod config;
 pub mod control;
+pub mod discovery;
 pub mod health;
 pub mod http;
 pub mod log;
