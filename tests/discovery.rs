@@ -61,6 +61,31 @@ fn conf(driver: &str, admin: std::net::SocketAddr, dns: &Dns, port: u16, extra: 
         .build()
 }
 
+/// A running test world: see [`start`].
+struct World {
+    gw: Gateway,
+    dns: Dns,
+    origins: Vec<Origin>,
+    port: u16,
+    admin: std::net::SocketAddr,
+}
+
+/// Origins for `names` on 127.0.0.2, .3, ..., a nameserver answering `answer`, and a gateway
+/// resolving `svc.test` through it with `extra` in the upstream's table.
+fn start(driver: &str, names: &[(&'static str, bool)], answer: &[Ipv4Addr], extra: &str) -> World {
+    let (port, origins) = origins(names);
+    let dns = Dns::start(answer);
+    let admin = free_addr("127.0.0.1");
+    let gw = Gateway::start(&conf(driver, admin, &dns, port, extra));
+    World {
+        gw,
+        dns,
+        origins,
+        port,
+        admin,
+    }
+}
+
 const EVERY_50MS: &str = "resolve_interval = \"50ms\"\nresolve_timeout = \"500ms\"";
 
 /// Polls until `n` requests in a row are all answered by `name`.
@@ -86,22 +111,15 @@ fn reloads(admin: &Admin) -> f64 {
 #[test]
 fn traffic_moves_to_the_new_address_without_a_reload() {
     for_each_driver(|driver| {
-        let (port, _origins) = origins(&[("a", false), ("b", false)]);
-        let dns = Dns::start(&[ip(2)]);
-        let gw = Gateway::start(&conf(
-            driver,
-            free_addr("127.0.0.1"),
-            &dns,
-            port,
-            EVERY_50MS,
-        ));
-        let admin = gw.admin();
-        let mut client = Client::connect(gw.addr());
+        let w = start(driver, &[("a", false), ("b", false)], &[ip(2)], EVERY_50MS);
+        let port = w.port;
+        let admin = w.gw.admin();
+        let mut client = Client::connect(w.gw.addr());
         only(&mut client, "a", 5);
 
-        dns.answer(&[ip(3)]);
+        w.dns.answer(&[ip(3)]);
         only(&mut client, "b", 5);
-        gw.wait_for_log(&format!(
+        w.gw.wait_for_log(&format!(
             "upstream \"svc\": {NAME}:{port} resolves to [127.0.0.3:{port}] (was [127.0.0.2:{port}])"
         ));
         assert_eq!(reloads(&admin), 0.0, "no reload was involved");
@@ -122,47 +140,38 @@ fn traffic_moves_to_the_new_address_without_a_reload() {
 #[test]
 fn an_address_that_stays_keeps_its_pooled_connection() {
     for_each_driver(|driver| {
-        let (port, origins) = origins(&[("a", false), ("b", false)]);
-        let dns = Dns::start(&[ip(2)]);
-        let gw = Gateway::start(&conf(
-            driver,
-            free_addr("127.0.0.1"),
-            &dns,
-            port,
-            EVERY_50MS,
-        ));
-        let mut client = Client::connect(gw.addr());
+        let w = start(driver, &[("a", false), ("b", false)], &[ip(2)], EVERY_50MS);
+        let mut client = Client::connect(w.gw.addr());
         only(&mut client, "a", 3);
-        assert_eq!(origins[0].connections(), 1);
+        assert_eq!(w.origins[0].connections(), 1);
 
-        dns.answer(&[ip(2), ip(3)]);
+        w.dns.answer(&[ip(2), ip(3)]);
         eventually("b in rotation", || {
             (client.get("/x").body_str() == "b").then_some(())
         });
         let answers: Vec<String> = (0..10).map(|_| client.get("/x").body_str()).collect();
         assert!(answers.iter().any(|a| a == "a"), "{answers:?}");
         // Round robin sent a's share over the connection pooled before the new set came.
-        assert_eq!(origins[0].connections(), 1, "a was dialled again");
+        assert_eq!(w.origins[0].connections(), 1, "a was dialled again");
     });
 }
 
 #[test]
 fn an_address_that_stays_keeps_its_health_and_a_new_one_is_checked() {
     for_each_driver(|driver| {
-        let (port, _origins) = origins(&[("a", true), ("b", false), ("c", true)]);
-        let dns = Dns::start(&[ip(2), ip(3)]);
         // Each target is probed once at its start and then not for an hour: a target whose
         // state were lost across the swap would be healthy (the initial state) for that hour.
         let health = "[upstreams.health_check]\npath = \"/health\"\ninterval = \"1h\"\n\
                       timeout = \"1s\"\nhealthy_threshold = 1\nunhealthy_threshold = 1";
-        let gw = Gateway::start(&conf(
+        let sick = [("a", true), ("b", false), ("c", true)];
+        let w = start(
             driver,
-            free_addr("127.0.0.1"),
-            &dns,
-            port,
+            &sick,
+            &[ip(2), ip(3)],
             &format!("{EVERY_50MS}\n{health}"),
-        ));
-        let admin = gw.admin();
+        );
+        let port = w.port;
+        let admin = w.gw.admin();
         let healthy = |last: u8| {
             let target = format!("127.0.0.{last}:{port}");
             admin.metric(
@@ -173,10 +182,10 @@ fn an_address_that_stays_keeps_its_health_and_a_new_one_is_checked() {
         eventually("a checked and unhealthy", || {
             (healthy(2) == Some(0.0)).then_some(())
         });
-        let mut client = Client::connect(gw.addr());
+        let mut client = Client::connect(w.gw.addr());
         only(&mut client, "b", 5);
 
-        dns.answer(&[ip(2), ip(3), ip(4)]);
+        w.dns.answer(&[ip(2), ip(3), ip(4)]);
         eventually("c, the new address, checked and unhealthy", || {
             (healthy(4) == Some(0.0)).then_some(())
         });
@@ -189,16 +198,14 @@ fn an_address_that_stays_keeps_its_health_and_a_new_one_is_checked() {
 #[test]
 fn a_failing_nameserver_keeps_the_last_good_set_serving() {
     for_each_driver(|driver| {
-        let (port, _origins) = origins(&[("a", false), ("b", false)]);
-        let dns = Dns::start(&[ip(2)]);
-        let gw = Gateway::start(&conf(
+        let w = start(
             driver,
-            free_addr("127.0.0.1"),
-            &dns,
-            port,
+            &[("a", false), ("b", false)],
+            &[ip(2)],
             "resolve_interval = \"50ms\"\nresolve_timeout = \"200ms\"",
-        ));
-        let mut client = Client::connect(gw.addr());
+        );
+        let port = w.port;
+        let mut client = Client::connect(w.gw.addr());
         only(&mut client, "a", 3);
 
         for (mode, reason) in [
@@ -208,15 +215,18 @@ fn a_failing_nameserver_keeps_the_last_good_set_serving() {
             (DnsMode::Empty, "no address"),
             (DnsMode::Truncated, "truncated"),
         ] {
-            let mark = gw.log_mark();
-            dns.set_mode(mode.clone());
-            let warning = gw.wait_for_log_since(mark, |l| {
+            let mark = w.gw.log_mark();
+            w.dns.set_mode(mode.clone());
+            let warning = w.gw.wait_for_log_since(mark, |l| {
                 l.starts_with("WARN")
                     && l.contains(&format!("upstream \"svc\": cannot resolve {NAME}:{port}"))
                     && l.contains(reason)
             });
             let warning = warning.unwrap_or_else(|| {
-                panic!("no warning with {reason:?} for {mode:?}:\n{}", gw.stderr())
+                panic!(
+                    "no warning with {reason:?} for {mode:?}:\n{}",
+                    w.gw.stderr()
+                )
             });
             assert!(
                 warning.ends_with(&format!("; keeping [127.0.0.2:{port}]")),
@@ -225,18 +235,20 @@ fn a_failing_nameserver_keeps_the_last_good_set_serving() {
             only(&mut client, "a", 3);
         }
 
-        let mark = gw.log_mark();
-        dns.answer(&[ip(3)]);
+        let mark = w.gw.log_mark();
+        w.dns.answer(&[ip(3)]);
         only(&mut client, "b", 3);
-        assert!(gw
+        assert!(w
+            .gw
             .wait_for_log_since(mark, |l| l
                 .contains(&format!("{NAME}:{port} resolves again")))
             .is_some());
 
-        // No nameserver at all: the port refuses.
-        let mark = gw.log_mark();
-        drop(dns);
-        assert!(gw
+        // No nameserver at all: the w.port refuses.
+        let mark = w.gw.log_mark();
+        drop(w.dns);
+        assert!(w
+            .gw
             .wait_for_log_since(mark, |l| l.contains("cannot resolve")
                 && l.contains(&format!("keeping [127.0.0.3:{port}]")))
             .is_some());
@@ -247,27 +259,21 @@ fn a_failing_nameserver_keeps_the_last_good_set_serving() {
 #[test]
 fn a_reload_resolves_again_and_the_resolver_follows_the_new_config() {
     for_each_driver(|driver| {
-        let (port, _origins) = origins(&[("a", false), ("b", false)]);
-        let dns = Dns::start(&[ip(2)]);
-        let admin_addr = free_addr("127.0.0.1");
-        let once = conf(driver, admin_addr, &dns, port, "");
-        let gw = Gateway::start(&once);
-        let admin = gw.admin();
-        let mut client = Client::connect(gw.addr());
+        let w = start(driver, &[("a", false), ("b", false)], &[ip(2)], "");
+        let conf = |extra| conf(driver, w.admin, &w.dns, w.port, extra);
+        let once = conf("");
+        let admin = w.gw.admin();
+        let mut client = Client::connect(w.gw.addr());
         only(&mut client, "a", 3);
 
         // Without resolve_interval, only a load resolves the name.
-        dns.answer(&[ip(3)]);
-        gw.reload_by_sighup(&admin, &once, "success");
+        w.dns.answer(&[ip(3)]);
+        w.gw.reload_by_sighup(&admin, &once, "success");
         only(&mut client, "b", 3);
 
         // A reload that adds resolve_interval starts the resolver.
-        gw.reload_by_sighup(
-            &admin,
-            &conf(driver, admin_addr, &dns, port, EVERY_50MS),
-            "success",
-        );
-        dns.answer(&[ip(2)]);
+        w.gw.reload_by_sighup(&admin, &conf(EVERY_50MS), "success");
+        w.dns.answer(&[ip(2)]);
         only(&mut client, "a", 3);
     });
 }
@@ -275,25 +281,22 @@ fn a_reload_resolves_again_and_the_resolver_follows_the_new_config() {
 #[test]
 fn shutdown_does_not_wait_for_a_hanging_lookup() {
     for_each_driver(|driver| {
-        let (port, _origins) = origins(&[("a", false)]);
-        let dns = Dns::start(&[ip(2)]);
-        let gw = Gateway::start(&conf(
+        let w = start(
             driver,
-            free_addr("127.0.0.1"),
-            &dns,
-            port,
+            &[("a", false)],
+            &[ip(2)],
             "resolve_interval = \"50ms\"\nresolve_timeout = \"1h\"",
-        ));
-        dns.set_mode(DnsMode::Silent);
-        let asked = dns.queries();
+        );
+        w.dns.set_mode(DnsMode::Silent);
+        let asked = w.dns.queries();
         // A query read while silent is a lookup that now waits for an hour.
         eventually("a query the nameserver leaves unanswered", || {
-            (dns.queries() > asked).then_some(())
+            (w.dns.queries() > asked).then_some(())
         });
-        let mut client = Client::connect(gw.addr());
+        let mut client = Client::connect(w.gw.addr());
         only(&mut client, "a", 3);
         drop(client);
-        let status = gw.terminate().expect("the gateway did not exit");
+        let status = w.gw.terminate().expect("the gateway did not exit");
         assert!(status.success(), "{status:?}");
     });
 }
