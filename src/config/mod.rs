@@ -257,8 +257,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Reads, parses and validates the file. Blocking (file I/O and DNS for target names):
-    /// never call it from a shard.
+    /// Reads, parses and validates the file. Blocking (file I/O, and DNS for target names, each
+    /// within its upstream's `resolve_timeout`): never call it from a shard.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Config::load_with_hash(path).map(|(config, _)| config)
     }
