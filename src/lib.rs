@@ -38,7 +38,9 @@
 //!
 //! control/                 the management thread: start-up, event loop, drain (mod.rs)
 //!   signals.rs               SIGHUP, SIGTERM/SIGINT, SIGUSR1 forwarded onto a channel
-//!   reload.rs                the reload thread: file → Config → Snapshot → one store
+//!   reload.rs                the reload thread: file → Config → Snapshot → one store; also
+//!                            swaps in the address sets the resolver finds
+//!   discovery.rs             starts the resolver and tells it what to watch after each load
 //!   listeners.rs             listener ids; new sockets bound before a reload applies
 //!   systemd.rs               sd_notify for Type=notify units: READY, RELOADING, STOPPING
 //! shard/control.rs         a shard's control task: adopt/retire listeners, drain
@@ -48,6 +50,11 @@
 //!   schedule.rs              who is due when; runs of passes and failures; transitions
 //!   probe.rs                 one probe: connect, GET, status line, within one deadline
 //!   checker.rs               the scheduler thread and its bounded pool of probe threads
+//! discovery/               `name:port` targets: resolved at load, again every resolve_interval
+//!   dns.rs                   A/AAAA queries and responses (RFC 1035), checked against the query
+//!   udp.rs                   asking a `resolver = "ip:port"` over UDP, within a deadline
+//!   system.rs                getaddrinfo, on a thread of its own so a timeout holds
+//!   resolver.rs              the resolver thread: who is due, one lookup thread per name
 //! metrics/                 what shards count per request, summed when scraped
 //!   per_shard.rs             cache-padded single-writer cells, one per shard
 //!   histogram.rs             duration buckets (Prometheus `le`)
@@ -66,6 +73,7 @@ pub mod admin;
 pub mod balancer;
 pub mod config;
 pub mod control;
+pub mod discovery;
 pub mod health;
 pub mod http;
 pub mod log;

@@ -97,7 +97,8 @@ fn metrics(ctx: &AdminContext) -> Reply {
     }
 }
 
-/// The file as parsed (defaults filled in), secrets redacted, with its hash and load time.
+/// The file as parsed (defaults filled in), secrets redacted, with its hash and load time, and
+/// each upstream's target addresses as they are now: names as last resolved.
 fn config(ctx: &AdminContext) -> Reply {
     let snapshot = ctx.shared.snapshot.load_full();
     let mut config = match serde_json::to_value(&snapshot.config.source) {
@@ -109,9 +110,18 @@ fn config(ctx: &AdminContext) -> Reply {
         .loaded_at
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let targets: serde_json::Map<String, Value> = snapshot
+        .config
+        .upstreams
+        .iter()
+        .map(|u| {
+            let addrs: Vec<String> = u.targets.iter().map(|t| t.addr.to_string()).collect();
+            (u.name.clone(), json!(addrs))
+        })
+        .collect();
     Reply::json(
         200,
-        &json!({ "hash": snapshot.hash, "loaded_at": loaded_at, "config": config }),
+        &json!({ "hash": snapshot.hash, "loaded_at": loaded_at, "config": config, "targets": targets }),
     )
 }
 

@@ -232,6 +232,9 @@ fn config_is_json_with_secrets_redacted() {
     // Defaults are filled in: the file as parsed.
     assert_eq!(config["server"]["limits"]["keepalive_timeout"], "60s");
     assert_eq!(config["upstreams"][0]["name"], "users");
+    // Targets as written in the config, and as addresses beside it.
+    assert_eq!(config["upstreams"][0]["targets"][0]["addr"], "127.0.0.1:9");
+    assert_eq!(v["targets"]["users"], serde_json::json!(["127.0.0.1:9"]));
     let headers = &config["routes"][0]["headers"];
     assert_eq!(headers["X-Api-Key"], "[redacted]");
     assert_eq!(headers["X-Env"], "prod");

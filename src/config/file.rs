@@ -46,6 +46,8 @@ pub struct ServerFile {
     pub via: bool,
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: String,
+    /// DNS server ("ip:port") for target names; absent or "system": getaddrinfo.
+    pub resolver: Option<String>,
     #[serde(default)]
     pub limits: LimitsFile,
 }
@@ -87,6 +89,12 @@ pub struct UpstreamFile {
     #[serde(default = "default_balancer")]
     pub balancer: String,
     pub targets: Vec<TargetFile>,
+    /// Re-resolve `name:port` targets this often; absent: only when the config loads.
+    pub resolve_interval: Option<String>,
+    #[serde(default = "default_resolve_timeout")]
+    pub resolve_timeout: String,
+    /// Overrides `server.resolver` for this upstream's names.
+    pub resolver: Option<String>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: String,
     #[serde(default = "default_io_timeout")]
@@ -244,6 +252,9 @@ fn default_true() -> bool {
 }
 fn default_balancer() -> String {
     "round_robin".into()
+}
+fn default_resolve_timeout() -> String {
+    "5s".into()
 }
 fn default_connect_timeout() -> String {
     "1s".into()

@@ -2,6 +2,7 @@
 //! ([`validate`]). Every problem is reported with its key path, all at once, like `nginx -t`.
 
 pub mod file;
+mod resolve;
 mod validate;
 
 use std::fmt;
@@ -13,8 +14,9 @@ use crate::router::Router;
 
 pub use validate::{validate, MAX_HEADERS_CEILING};
 
-/// A config that parsed and validated: everything a snapshot is built from.
-#[derive(Debug)]
+/// A config that parsed and validated: everything a snapshot is built from. Cloned when the
+/// resolver brings new addresses for a name, to build a snapshot that differs only in those.
+#[derive(Debug, Clone)]
 pub struct Config {
     pub server: Server,
     pub upstreams: Vec<Upstream>,
@@ -86,11 +88,15 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Upstream {
     pub name: String,
     pub balancer: Balancer,
+    /// The addresses to balance over, in `targets[]` order: a literal `ip:port` as written,
+    /// a `name:port` as its addresses now (see [`Upstream::set_addresses`]).
     pub targets: Vec<Target>,
+    /// Which targets are names and how they are resolved.
+    pub resolve: crate::discovery::Resolve,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
@@ -185,6 +191,8 @@ fn is_token(s: &str) -> bool {
 pub struct Target {
     pub addr: SocketAddr,
     pub weight: u32,
+    /// Index of the `targets[]` entry it comes from.
+    pub entry: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,7 +210,7 @@ pub struct Pool {
     pub idle_timeout: Duration,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
     pub action: Action,
@@ -212,7 +220,7 @@ pub struct Route {
     pub retry: Option<Retry>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Action {
     Proxy {
         /// Index into [`Config::upstreams`].
@@ -249,8 +257,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Reads, parses and validates the file. Blocking (file I/O and DNS for target names):
-    /// never call it from a shard.
+    /// Reads, parses and validates the file. Blocking (file I/O, and DNS for target names, each
+    /// within its upstream's `resolve_timeout`): never call it from a shard.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Config::load_with_hash(path).map(|(config, _)| config)
     }

@@ -12,22 +12,27 @@ use super::file::{
 use super::{
     AccessLog, AccessLogFormat, AccessLogPath, Action, Admin, Balancer, CircuitBreaker, Config,
     Driver, HashOn, HostHeader, Limits, Outlier, PanicMode, Pool, Retry, RetryOn, Route, Server,
-    Target, Upstream,
+    Upstream,
 };
+use crate::discovery::Nameserver;
 use crate::router::{PathRule, RouteRule, Router};
 use crate::upstream::retry::MAX_ATTEMPTS;
 
 /// httparse needs a fixed header array; this bounds what `max_headers` may ask for.
 pub const MAX_HEADERS_CEILING: usize = 1024;
 
-struct Errors(Vec<String>);
+pub(super) struct Errors(Vec<String>);
 
 impl Errors {
-    fn push(&mut self, key: impl std::fmt::Display, reason: impl std::fmt::Display) {
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn push(&mut self, key: impl std::fmt::Display, reason: impl std::fmt::Display) {
         self.0.push(format!("{key}: {reason}"));
     }
 
-    fn duration(&mut self, key: &str, value: &str) -> Duration {
+    pub(super) fn duration(&mut self, key: &str, value: &str) -> Duration {
         self.duration_from(key, value, Duration::from_nanos(1))
     }
 
@@ -59,11 +64,17 @@ impl Errors {
 pub fn validate(raw: File) -> Result<Config, Vec<String>> {
     let mut errs = Errors(Vec::new());
     let server = server(&raw, &mut errs);
+    let nameserver = super::resolve::nameserver(
+        "server.resolver",
+        raw.server.resolver.as_deref(),
+        Nameserver::System,
+        &mut errs,
+    );
     let upstreams: Vec<Upstream> = raw
         .upstreams
         .iter()
         .enumerate()
-        .map(|(i, u)| upstream(i, u, &mut errs))
+        .map(|(i, u)| upstream(i, u, nameserver, &mut errs))
         .collect();
 
     let mut by_name = HashMap::new();
@@ -229,7 +240,7 @@ fn limits(l: &LimitsFile, errs: &mut Errors) -> Limits {
     }
 }
 
-fn upstream(i: usize, u: &UpstreamFile, errs: &mut Errors) -> Upstream {
+fn upstream(i: usize, u: &UpstreamFile, nameserver: Nameserver, errs: &mut Errors) -> Upstream {
     let key = |field: &str| format!("upstreams[{i}].{field}");
     if u.name.is_empty() {
         errs.push(key("name"), "must not be empty");
@@ -276,21 +287,7 @@ fn upstream(i: usize, u: &UpstreamFile, errs: &mut Errors) -> Upstream {
     if u.targets.is_empty() {
         errs.push(key("targets"), "at least one target is required");
     }
-    let mut targets = Vec::with_capacity(u.targets.len());
-    for (j, t) in u.targets.iter().enumerate() {
-        if t.weight == 0 {
-            errs.push(key(&format!("targets[{j}].weight")), "must be at least 1");
-        }
-        match resolve(&t.addr) {
-            // A name that resolves to several addresses becomes one target per address, as in
-            // nginx's `server name;`.
-            Ok(addrs) => targets.extend(addrs.into_iter().map(|addr| Target {
-                addr,
-                weight: t.weight.max(1),
-            })),
-            Err(e) => errs.push(key(&format!("targets[{j}].addr")), e),
-        }
-    }
+    let (targets, resolve) = super::resolve::targets(&key, u, nameserver, errs);
     let host_header = match u.host_header.as_str() {
         "preserve" => HostHeader::Preserve,
         "target" => HostHeader::Target,
@@ -307,6 +304,7 @@ fn upstream(i: usize, u: &UpstreamFile, errs: &mut Errors) -> Upstream {
         name: u.name.clone(),
         balancer,
         targets,
+        resolve,
         connect_timeout: errs.duration(&key("connect_timeout"), &u.connect_timeout),
         read_timeout: errs.duration(&key("read_timeout"), &u.read_timeout),
         write_timeout: errs.duration(&key("write_timeout"), &u.write_timeout),
@@ -632,7 +630,7 @@ fn name_or_index(i: usize, r: &RouteFile) -> String {
     }
 }
 
-/// `ip:port` or `name:port`, resolved now. Blocking: load time only.
+/// A listen address: `ip:port` or `name:port`, resolved now. Blocking: load time only.
 fn resolve(spec: &str) -> Result<Vec<SocketAddr>, String> {
     if let Ok(addr) = spec.parse::<SocketAddr>() {
         return Ok(vec![addr]);

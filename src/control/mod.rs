@@ -3,8 +3,10 @@
 //! relaxed atomics and their control channels, never by waiting on this thread.
 //!
 //! Threads: `main` runs [`run`] (start-up, then the event loop and the drain); `signals`
-//! forwards signals; `reload` does the slow part of reloads (file, DNS, binds).
+//! forwards signals; `reload` does the slow part of reloads (file, DNS, binds) and swaps in
+//! the address sets that `resolver` finds when some upstream has a `resolve_interval`.
 
+mod discovery;
 mod listeners;
 mod reload;
 mod signals;
@@ -79,6 +81,10 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
     let health = crate::health::HealthChecker::start()
         .map_err(|e| format!("cannot start the health checker: {e}"))?;
     health.update(shared.snapshot.load().health_probes());
+    let mut discovery = discovery::Discovery::new();
+    discovery
+        .watch(&shared.snapshot.load().config)
+        .map_err(|e| format!("cannot start the resolver thread: {e}"))?;
 
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
     let (exited_tx, exited_rx) = crossbeam_channel::unbounded();
@@ -144,6 +150,7 @@ pub fn run(options: Options, config: Config, hash: String) -> Result<(), String>
         metrics,
         access_log: Arc::clone(&access_log),
         health,
+        discovery,
     }
     .spawn(reload_rx)
     .map_err(|e| format!("cannot start the reload thread: {e}"))?;

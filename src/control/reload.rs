@@ -1,15 +1,20 @@
 //! Reload: read and validate the file, bind new listeners, build the whole snapshot, swap it in
 //! one store, then tell shards about listener changes. Runs on its own thread: DNS lookups and
 //! file reads in here can take time, and they must never hold up a signal.
+//!
+//! The same thread swaps in the address sets the resolver finds for named targets: it owns the
+//! registry and the live config, so every snapshot is built here, one at a time.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{select, Receiver, Sender};
 
+use super::discovery::Discovery;
 use super::listeners::Listeners;
 use super::{ReloadOutcome, ReloadRequest};
 use crate::config::{Admin, Config, Driver};
+use crate::discovery::{show, Resolved};
 use crate::log;
 use crate::shard::control::Command;
 use crate::shared::Shared;
@@ -33,6 +38,7 @@ pub struct Reloader {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub access_log: Arc<crate::access_log::AccessLog>,
     pub health: crate::health::HealthChecker,
+    pub discovery: Discovery,
 }
 
 impl Reloader {
@@ -44,19 +50,76 @@ impl Reloader {
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("reload".into())
-            .spawn(move || {
-                for request in requests {
-                    super::systemd::reloading();
-                    let outcome = self.reload();
-                    super::systemd::status(match &outcome {
-                        Ok(_) => "serving; last reload applied",
-                        Err(_) => "serving; last reload refused (see the log)",
-                    });
-                    // READY=1 either way: a refused reload leaves the old config serving.
-                    super::systemd::ready();
-                    let _ = request.reply.send(outcome);
+            .spawn(move || loop {
+                select! {
+                    recv(requests) -> request => {
+                        let Ok(request) = request else { return };
+                        super::systemd::reloading();
+                        let outcome = self.reload();
+                        super::systemd::status(match &outcome {
+                            Ok(_) => "serving; last reload applied",
+                            Err(_) => "serving; last reload refused (see the log)",
+                        });
+                        // READY=1 either way: a refused reload leaves the old config serving.
+                        super::systemd::ready();
+                        let _ = request.reply.send(outcome);
+                    },
+                    recv(self.discovery.found) -> found => {
+                        if let Ok(found) = found {
+                            self.swap_addresses(found);
+                        }
+                    },
                 }
             })
+    }
+
+    /// Makes `snapshot` the live one and points the health checker at its targets.
+    fn store(&mut self, snapshot: Snapshot) {
+        let probes = snapshot.health_probes();
+        self.shared.snapshot.store(Arc::new(snapshot));
+        self.health.update(probes);
+    }
+
+    /// A named target resolves to a new set: the live config with that target's addresses
+    /// replaced, the same in all else (hash and load time included, as the file did not
+    /// change). Addresses that stay keep their registry state: pools, health, ejections,
+    /// connection counts, metrics.
+    fn swap_addresses(&mut self, found: Resolved) {
+        if !self.discovery.is_current(&found) {
+            return;
+        }
+        let live = self.shared.snapshot.load_full();
+        let Some(index) = live
+            .config
+            .upstreams
+            .iter()
+            .position(|u| u.name == found.upstream)
+        else {
+            return;
+        };
+        let was = live.config.upstreams[index].addresses_of(found.entry);
+        if was == found.addrs {
+            return;
+        }
+        log::info(format_args!(
+            "upstream {:?}: {} resolves to {} (was {})",
+            found.upstream,
+            found.name,
+            show(&found.addrs),
+            show(&was)
+        ));
+        let mut config = live.config.clone();
+        config.upstreams[index].set_addresses(found.entry, &found.addrs);
+        // The resolver is not told: it found this set itself, and a new watch list would
+        // restart every name's schedule.
+        let mut snapshot = Snapshot::build(
+            config,
+            live.hash.clone(),
+            &mut self.registry,
+            self.shards.len(),
+        );
+        snapshot.loaded_at = live.loaded_at;
+        self.store(snapshot);
     }
 
     fn reload(&mut self) -> ReloadOutcome {
@@ -85,9 +148,13 @@ impl Reloader {
             )]));
         }
         let snapshot = Snapshot::build(config, hash.clone(), &mut self.registry, self.shards.len());
-        let probes = snapshot.health_probes();
-        self.shared.snapshot.store(Arc::new(snapshot));
-        self.health.update(probes);
+        // The load just resolved every name; the resolver asks again from here.
+        if let Err(e) = self.discovery.watch(&snapshot.config) {
+            log::error(format_args!(
+                "cannot start the resolver thread: {e}; names are not re-resolved until a reload"
+            ));
+        }
+        self.store(snapshot);
 
         if !change.is_empty() {
             let (mut sockets, removed) = self.listeners.commit(change);

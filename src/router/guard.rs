@@ -6,7 +6,7 @@ use super::HeaderLookup;
 /// A header name (lowercase) and the exact value it must carry.
 pub(crate) type HeaderCondition = (Box<str>, Box<[u8]>);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Guard {
     /// Empty means any method.
     pub(crate) methods: Box<[Box<[u8]>]>,

@@ -109,7 +109,7 @@ pub trait HeaderLookup {
 ///
 /// The tables use std's keyed SipHash: an unkeyed multiply-rotate hasher measured no faster on
 /// these short keys (`benches/router.rs`), and keyed hashing leaves nothing to tune against.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Router {
     exact_hosts: HashMap<Box<[u8]>, Tier>,
     exact_host_lengths: LengthSet,

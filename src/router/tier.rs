@@ -85,7 +85,7 @@ struct PathSpans {
 }
 
 /// A compiled tier. See [`Tier::first`] for the order in which it offers candidates.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Tier {
     paths: HashMap<Box<[u8]>, PathSpans>,
     exact_lengths: LengthSet,

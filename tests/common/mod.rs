@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod dns;
 pub mod gateway;
 pub mod origin;
 pub mod wire;

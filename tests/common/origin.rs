@@ -287,7 +287,16 @@ pub struct Origin {
 impl Origin {
     /// An upstream with keep-alive that answers every request with `handler`.
     pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Origin {
-        Origin::raw(move |mut conn| {
+        Origin::try_start_on("127.0.0.1:0".parse().unwrap(), handler).unwrap()
+    }
+
+    /// [`Origin::start`] on a given address, e.g. another loopback address with the port of
+    /// an origin already running; fails when that address is taken.
+    pub fn try_start_on(
+        addr: SocketAddr,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> io::Result<Origin> {
+        Origin::try_raw_on(addr, move |mut conn| {
             while let Some(req) = conn.read_request() {
                 let reply = handler(&req);
                 let closes = req.wants_close()
@@ -318,8 +327,16 @@ impl Origin {
 
     /// Runs `script` on each accepted connection, in its own thread.
     pub fn raw(script: impl Fn(RawConn) + Send + Sync + 'static) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        Origin::try_raw_on("127.0.0.1:0".parse().unwrap(), script).unwrap()
+    }
+
+    /// [`Origin::raw`] on a given address.
+    pub fn try_raw_on(
+        addr: SocketAddr,
+        script: impl Fn(RawConn) + Send + Sync + 'static,
+    ) -> io::Result<Origin> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
         let (tx, rx) = mpsc::channel();
         let connections = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -348,12 +365,12 @@ impl Origin {
                 }
             });
         }
-        Origin {
+        Ok(Origin {
             addr,
             requests: Mutex::new(rx),
             connections,
             stop,
-        }
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
