@@ -25,6 +25,7 @@
 #
 # Env knobs (defaults in brackets):
 #   DUR [10] seconds per run     REPS [3]     POINTS ["/:64 /:256 /64k:64"] as path:connections
+#   UPSTREAM_EXTRA [""] lines added to Shardgate's upstream, e.g. $'[upstreams.retry]\nattempts = 2'
 #   LOADGEN_CPU [0]  ORIGIN_CPU [0]  PROXY_CPU [1]
 #   ORIGIN_PORT [19001]  NGINX_PORT [18081]  SHARDGATE_PORT [18089]
 #   POOL [1024] idle upstream connections kept per worker, by both proxies
@@ -44,6 +45,7 @@ set -euo pipefail
 DUR=${DUR:-10}
 REPS=${REPS:-3}
 POINTS=${POINTS:-"/:64 /:256 /64k:64"}
+UPSTREAM_EXTRA=${UPSTREAM_EXTRA:-}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 ORIGIN_CPU=${ORIGIN_CPU:-0}
 PROXY_CPU=${PROXY_CPU:-1}
@@ -160,6 +162,7 @@ keepalive_timeout = "300s"
 name = "origin"
 targets = [{ addr = "127.0.0.1:$ORIGIN_PORT" }]
 pool = { max_idle_per_target = $POOL, idle_timeout = "300s" }
+$UPSTREAM_EXTRA
 
 [[routes]]
 name = "all"

@@ -197,8 +197,20 @@ choose_counter() {
 }
 
 # Does /reload-probe answer as version $1 says?
+# Asks /reload-probe, which must answer as version $1 says. A probe that times out (curl exit
+# 28: a 2-core machine busy compiling can starve it) is asked again, up to 3 times; a wrong
+# answer is never excused.
 probe() {
-  [ "$(curl -s -m 2 "http://127.0.0.1:$SHARDGATE_PORT/reload-probe")" = "${PROBE[$1]}" ]
+  local answer rc try
+  for try in 1 2 3; do
+    answer=$(curl -s -m 5 "http://127.0.0.1:$SHARDGATE_PORT/reload-probe")
+    rc=$?
+    [ "$rc" -eq 28 ] || break
+    log "probe $try timed out; asking again"
+  done
+  [ "$answer" = "${PROBE[$1]}" ] && return 0
+  log "probe answered ${answer:-nothing} (curl exit $rc), expected ${PROBE[$1]}"
+  return 1
 }
 
 # --- the run -----------------------------------------------------------------------------
