@@ -265,3 +265,70 @@ fn health_state_is_in_the_metrics() {
         assert!(admin.metric("shardgate_upstream_health_checks_total", &failed) >= Some(1.0));
     });
 }
+
+/// The state of target `addr` in `GET /upstreams`, once `pick` accepts it.
+fn target_state(
+    admin: &Admin,
+    addr: std::net::SocketAddr,
+    pick: impl Fn(&serde_json::Value) -> bool,
+) {
+    eventually(
+        &format!("/upstreams shows the wanted state of {addr}"),
+        || {
+            let state = admin.get_json("/upstreams");
+            let target = state["upstreams"][0]["targets"]
+                .as_array()?
+                .iter()
+                .find(|t| t["addr"] == addr.to_string())?
+                .clone();
+            pick(&target).then_some(())
+        },
+    );
+}
+
+#[test]
+fn admin_upstreams_shows_a_target_leave_and_rejoin() {
+    for_each_driver(|driver| {
+        let (a_down, b_down) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (a, b) = (named_origin("a", &a_down), named_origin("b", &b_down));
+        let gw = Conf::new(driver)
+            .admin(free_addr("127.0.0.1"))
+            .upstream_with(
+                "o",
+                &[(a.addr(), 1), (b.addr(), 3)],
+                "[upstreams.health_check]\npath = \"/health\"\ninterval = \"50ms\"\n\
+                 healthy_threshold = 1\nunhealthy_threshold = 1",
+            )
+            .proxy_all("o")
+            .start();
+        let admin = gw.admin();
+        let state = admin.get_json("/upstreams");
+        let upstream = &state["upstreams"][0];
+        assert_eq!(upstream["name"], "o");
+        assert_eq!(upstream["balancer"], "round_robin");
+        assert_eq!(upstream["health_checks"], true);
+        assert_eq!(upstream["targets"][1]["weight"], 3);
+
+        b_down.store(true, Ordering::Relaxed);
+        target_state(&admin, b.addr(), |t| {
+            t["healthy"] == false && t["usable"] == false
+        });
+        // What the admin state says is what requests get.
+        let mut client = Client::connect(gw.addr());
+        for _ in 0..10 {
+            assert_eq!(client.get("/x").body_str(), "a");
+        }
+        target_state(&admin, a.addr(), |t| {
+            t["usable"] == true && t["connections"] == 1
+        });
+
+        b_down.store(false, Ordering::Relaxed);
+        target_state(&admin, b.addr(), |t| {
+            t["healthy"] == true && t["usable"] == true
+        });
+        assert_eq!(admin.post("/upstreams").0, 405);
+    });
+}

@@ -59,10 +59,13 @@ pub(super) fn answer(ctx: &AdminContext, settings: &Settings, method: &str, targ
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     let read_only = matches!(method, "GET" | "HEAD");
     match path {
-        "/healthz" | "/metrics" | "/config" if !read_only => Reply::method_not_allowed("GET, HEAD"),
+        "/healthz" | "/metrics" | "/config" | "/upstreams" if !read_only => {
+            Reply::method_not_allowed("GET, HEAD")
+        }
         "/healthz" => healthz(ctx),
         "/metrics" => metrics(ctx),
         "/config" => config(ctx),
+        "/upstreams" => upstreams(ctx),
         "/reload" if method != "POST" => Reply::method_not_allowed("POST"),
         "/reload" => reload(ctx, settings),
         _ => Reply::text(404, "not found\n"),
@@ -123,6 +126,50 @@ fn config(ctx: &AdminContext) -> Reply {
         200,
         &json!({ "hash": snapshot.hash, "loaded_at": loaded_at, "config": config, "targets": targets }),
     )
+}
+
+/// Each upstream's targets as requests see them now: active-check health, outlier ejection,
+/// and what is open to them, across shards. What an operator polls while a target drains.
+fn upstreams(ctx: &AdminContext) -> Reply {
+    let snapshot = ctx.shared.snapshot.load_full();
+    let now = crate::upstream::outlier::now_ms();
+    let upstreams: Vec<Value> = snapshot
+        .config
+        .upstreams
+        .iter()
+        .zip(&snapshot.upstreams)
+        .map(|(u, state)| {
+            let targets: Vec<Value> = u
+                .targets
+                .iter()
+                .zip(&state.targets)
+                .map(|(t, live)| {
+                    let healthy = live.health.is_healthy();
+                    let ejected = u.outlier.is_some() && live.outlier.is_ejected(now);
+                    json!({
+                        "addr": live.addr.to_string(),
+                        "weight": t.weight,
+                        "usable": healthy && !ejected,
+                        "healthy": healthy,
+                        "ejected": ejected,
+                        "ejections": live.outlier.ejections(),
+                        "connections": live.connections.current(),
+                    })
+                })
+                .collect();
+            json!({
+                "name": u.name,
+                "balancer": u.balancer.name(),
+                "health_checks": u.health_check.is_some(),
+                "outlier_detection": u.outlier.is_some(),
+                // Counted only when a breaker or a retry budget needs it.
+                "requests_in_flight": state.count_requests.then(|| state.requests.current()),
+                "retries_in_flight": state.retries.current(),
+                "targets": targets,
+            })
+        })
+        .collect();
+    Reply::json(200, &json!({ "upstreams": upstreams }))
 }
 
 /// Asks the management thread to reload and answers with its outcome: 200 with notes, 400
