@@ -332,3 +332,50 @@ fn admin_upstreams_shows_a_target_leave_and_rejoin() {
         assert_eq!(admin.post("/upstreams").0, 405);
     });
 }
+
+#[test]
+fn clients_abandoning_downloads_do_not_eject_a_healthy_target() {
+    for_each_driver(|driver| {
+        let big = vec![b'x'; 8 << 20];
+        let origin = Origin::start(move |_| Reply::ok(big.clone()));
+        let gw = Conf::new(driver)
+            .admin(free_addr("127.0.0.1"))
+            .upstream_with(
+                "o",
+                &[(origin.addr(), 1)],
+                "[upstreams.outlier]\nconsecutive_failures = 1\nbase_ejection_time = \"60s\"",
+            )
+            .proxy_all("o")
+            .start();
+        let admin = gw.admin();
+        for n in 1..=3 {
+            // Read the head, then hang up with most of the body still to come: the gateway's
+            // next writes to this client fail.
+            let mut client = Client::connect_small_window(gw.addr());
+            client.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(client.read_head_only().status, 200);
+            drop(client);
+            eventually("the abandoned exchange is over", || {
+                let done = admin
+                    .metric(
+                        "shardgate_requests_total",
+                        &[("route", "all"), ("class", "2xx")],
+                    )
+                    .unwrap_or(0.0);
+                (done >= f64::from(n)).then_some(())
+            });
+        }
+        let state = admin.get_json("/upstreams");
+        let target = &state["upstreams"][0]["targets"][0];
+        assert_eq!(target["ejected"], false, "{state}");
+        assert_eq!(target["ejections"], 0, "{state}");
+        let label = origin.addr().to_string();
+        for kind in ["reset", "timeout"] {
+            let errors = admin.metric(
+                "shardgate_upstream_errors_total",
+                &[("upstream", "o"), ("target", &label), ("kind", kind)],
+            );
+            assert_eq!(errors, Some(0.0), "{kind}");
+        }
+    });
+}

@@ -14,7 +14,7 @@ use super::body::RequestBody;
 use super::client::{answer_error, answer_overloaded, Client, Outcome};
 use super::head::{self, ClientFraming, Responding};
 use super::io::IoError;
-use super::relay::Relay;
+use super::relay::{Relay, RelayError};
 use super::{Scratch, UpstreamErrorKind, UpstreamRecord};
 use crate::balancer::Balance;
 use crate::config::{Balancer, PanicMode, Upstream};
@@ -246,20 +246,26 @@ pub async fn proxy(
         // The relay is dropped where it stands; the connection can only be closed.
         Some(left) => monoio::time::timeout(left, relayed)
             .await
-            .unwrap_or(Err(IoError::Timeout)),
+            .unwrap_or(Err(RelayError::Upstream(IoError::Timeout))),
     };
-    if let Err(IoError::Timeout) = result {
-        target
-            .metrics
-            .timeout(shard.id, clock.phase(TimeoutPhase::Read));
-    }
-    load.ok = result.is_ok() && resp.status < 500;
+    let upstream_error = match &result {
+        Err(RelayError::Upstream(e)) => {
+            if let IoError::Timeout = e {
+                target
+                    .metrics
+                    .timeout(shard.id, clock.phase(TimeoutPhase::Read));
+            }
+            Some(e.kind())
+        }
+        Ok(_) | Err(RelayError::Client) => None,
+    };
+    load.ok = upstream_error.is_none() && resp.status < 500;
     report_outcome(upstream, state, target, load.ok);
     s.record.upstream = Some(UpstreamRecord {
         upstream: up,
         target: target_index,
         duration: started.elapsed(),
-        error: result.as_ref().err().map(IoError::kind),
+        error: upstream_error,
     });
     let reusable =
         matches!(result, Ok(true)) && resp.keep_alive() && resp.framing != ResponseFraming::Close;

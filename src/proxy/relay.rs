@@ -30,7 +30,17 @@ pub struct Relay<'a> {
 
 /// The body was relayed; `true` when the upstream connection ended cleanly at the response's
 /// end and may carry another request.
-pub type RelayResult = Result<bool, IoError>;
+pub type RelayResult = Result<bool, RelayError>;
+
+/// Which side broke the relay. Only the upstream's failures count against its target: a
+/// client that goes away mid-download says nothing about the target's health.
+#[derive(Debug)]
+pub enum RelayError {
+    /// Reading the body failed, timed out, or found it malformed.
+    Upstream(IoError),
+    /// Writing to the client failed or timed out.
+    Client,
+}
 
 impl Relay<'_> {
     pub async fn run(
@@ -53,14 +63,17 @@ impl Relay<'_> {
         }
     }
 
-    async fn flush(&mut self) -> Result<(), IoError> {
-        self.client.send_all(self.out).await?;
+    async fn flush(&mut self) -> Result<(), RelayError> {
+        self.client
+            .send_all(self.out)
+            .await
+            .map_err(|_| RelayError::Client)?;
         self.out.clear();
         Ok(())
     }
 
     /// Sends what is pending in `out` followed by `ubuf[range]`, in one write when small.
-    async fn send(&mut self, range: std::ops::Range<usize>) -> Result<(), IoError> {
+    async fn send(&mut self, range: std::ops::Range<usize>) -> Result<(), RelayError> {
         if self.out.len() + range.len() <= COALESCE_LIMIT {
             self.out.extend_from_slice(&self.ubuf[range]);
             return self.flush().await;
@@ -68,17 +81,22 @@ impl Relay<'_> {
         if !self.out.is_empty() {
             self.flush().await?;
         }
-        self.client.send(self.ubuf, range).await
+        self.client
+            .send(self.ubuf, range)
+            .await
+            .map_err(|_| RelayError::Client)
     }
 
     /// Reads the next piece of body into `ubuf`; `expected` (when known) lets the buffer grow
     /// for a large body.
-    async fn refill(&mut self, expected: u64) -> Result<usize, IoError> {
+    async fn refill(&mut self, expected: u64) -> Result<usize, RelayError> {
         self.ubuf.clear();
         if expected > self.ubuf.capacity() as u64 && self.ubuf.capacity() < RELAY_BUFFER {
             self.ubuf.reserve_exact(RELAY_BUFFER);
         }
-        read_more(self.upstream, self.ubuf, self.read_timeout).await
+        read_more(self.upstream, self.ubuf, self.read_timeout)
+            .await
+            .map_err(RelayError::Upstream)
     }
 
     async fn length(&mut self, start: usize, total: u64) -> RelayResult {
@@ -143,7 +161,7 @@ impl Relay<'_> {
             }
             match self.refill(RELAY_BUFFER as u64).await {
                 Ok(_) => pos = 0,
-                Err(IoError::Eof) => break,
+                Err(RelayError::Upstream(IoError::Eof)) => break,
                 Err(e) => return Err(e),
             }
         }
@@ -155,9 +173,9 @@ impl Relay<'_> {
     }
 }
 
-fn bad_body() -> IoError {
-    IoError::Io(std::io::Error::new(
+fn bad_body() -> RelayError {
+    RelayError::Upstream(IoError::Io(std::io::Error::new(
         std::io::ErrorKind::InvalidData,
         "malformed chunked body from upstream",
-    ))
+    )))
 }
