@@ -68,7 +68,7 @@ fn encode(c: &mut Criterion) {
     let forwarding = Forwarding {
         path,
         host_header: &HostHeader::Preserve,
-        target: "127.0.0.1:9001".parse().expect("literal address"),
+        target_host: "127.0.0.1:9001",
         client_ip: b"198.51.100.23",
         request_id: b"89e929d4071df6be1cb7fd0d1cc3bba1",
         via: true,

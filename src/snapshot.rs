@@ -54,6 +54,9 @@ pub struct TargetRef {
     /// Process-wide id, stable across reloads for the same (upstream, address).
     pub id: usize,
     pub addr: SocketAddr,
+    /// What `host_header = "target"` sends: the target as written when that is a name
+    /// (`name:port`, as Envoy's auto host rewrite does for DNS targets), else its `ip:port`.
+    pub host: Arc<str>,
     pub metrics: Arc<TargetMetrics>,
     /// Open connections to this target across shards, pooled ones included.
     pub connections: Arc<Gauge>,
@@ -98,7 +101,7 @@ impl Registry {
         self
     }
 
-    fn target(&mut self, upstream: &str, addr: SocketAddr) -> TargetRef {
+    fn target(&mut self, upstream: &str, addr: SocketAddr, host: Arc<str>) -> TargetRef {
         let next = self.targets.len();
         let TargetState {
             id,
@@ -118,6 +121,7 @@ impl Registry {
         TargetRef {
             id,
             addr,
+            host,
             metrics: self.metrics.target(upstream, addr),
             connections,
             health,
@@ -157,11 +161,20 @@ impl Snapshot {
         let mut upstreams = config
             .upstreams
             .iter()
-            .map(|u| {
+            .zip(&config.source.upstreams)
+            .map(|(u, written)| {
                 let targets: Vec<TargetRef> = u
                     .targets
                     .iter()
-                    .map(|t| registry.target(&u.name, t.addr))
+                    .map(|t| {
+                        let host = match written.targets.get(t.entry) {
+                            Some(w) if w.addr.parse::<SocketAddr>().is_err() => {
+                                w.addr.as_str().into()
+                            }
+                            _ => t.addr.to_string().into(),
+                        };
+                        registry.target(&u.name, t.addr, host)
+                    })
                     .collect();
                 let weights: Vec<u32> = u.targets.iter().map(|t| t.weight).collect();
                 if u.health_check.is_some() {

@@ -199,7 +199,7 @@ pub struct Target {
 pub enum HostHeader {
     /// Forward the client's Host unchanged.
     Preserve,
-    /// Use the target's `ip:port`.
+    /// Use the target as written: `name:port` for a DNS target, else its `ip:port`.
     Target,
     Literal(String),
 }

@@ -295,7 +295,7 @@ impl Context<'_> {
             &Forwarding {
                 path: &s.rewritten,
                 host_header: &self.upstream.host_header,
-                target: target.addr,
+                target_host: &target.host,
                 client_ip: conn.ip(),
                 request_id: &s.request_id,
                 via: self.snap.config.server.via,

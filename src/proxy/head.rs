@@ -2,8 +2,6 @@
 //! response as the client sees it. Hop-by-hop fields stop here (RFC 9110 §7.6.1); framing is
 //! re-emitted from what was validated, never copied.
 
-use std::net::SocketAddr;
-
 use crate::config::HostHeader;
 use crate::http::answers::{field, reason};
 use crate::http::headers::Kind;
@@ -14,7 +12,8 @@ use crate::http::response::ResponseHead;
 pub struct Forwarding<'a> {
     pub path: &'a [u8],
     pub host_header: &'a HostHeader,
-    pub target: SocketAddr,
+    /// The target's Host value (`TargetRef::host`).
+    pub target_host: &'a str,
     pub client_ip: &'a [u8],
     pub request_id: &'a [u8],
     pub via: bool,
@@ -33,7 +32,9 @@ pub fn upstream_request(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: &F
     let client_host = &buf[head.host.clone()];
     match f.host_header {
         HostHeader::Preserve if !client_host.is_empty() => out.extend_from_slice(client_host),
-        HostHeader::Preserve | HostHeader::Target => write_addr(out, f.target),
+        HostHeader::Preserve | HostHeader::Target => {
+            out.extend_from_slice(f.target_host.as_bytes())
+        }
         HostHeader::Literal(h) => out.extend_from_slice(h.as_bytes()),
     }
     out.extend_from_slice(b"\r\n");
@@ -203,12 +204,6 @@ fn via_value(received: Version) -> &'static [u8] {
         Version::Http10 => b"1.0 shardgate",
         Version::Http11 => b"1.1 shardgate",
     }
-}
-
-fn write_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    use std::io::Write;
-    // SocketAddr's Display brackets IPv6, which is what Host wants.
-    let _ = write!(out, "{addr}");
 }
 
 /// A Max-Forwards value (RFC 9110 §7.6.2: 1*DIGIT); None when it is not one.
