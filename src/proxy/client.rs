@@ -14,7 +14,7 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 use super::body::RequestBody;
-use super::io::{read_more, write_range, IoError};
+use super::io::{read_more, read_ready, write_range, IoError};
 use super::{forward, Scratch};
 use crate::config::Action;
 use crate::http::answers::{self, Answer};
@@ -147,6 +147,15 @@ pub async fn serve(
                 break;
             }
             conn.buf = shard.take_buffer();
+            // Take what arrived right away, rather than through a read the driver holds the
+            // buffer for: when thousands of idle clients hang up at once, each would pin a
+            // buffer until its end-of-stream came back, and the allocator keeps that peak.
+            match read_ready(&conn.stream, &mut conn.buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
         }
         // Loaded when the request arrives, not before the idle wait: a reload during the wait
         // applies to this request.
@@ -177,7 +186,8 @@ pub async fn serve(
             Outcome::KeepAlive => {}
             Outcome::Close => break,
             Outcome::Linger => {
-                linger(&mut conn).await;
+                // Boxed: its timers would otherwise grow every connection's task, idle or not.
+                Box::pin(linger(&mut conn)).await;
                 break;
             }
         }

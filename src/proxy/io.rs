@@ -57,6 +57,28 @@ pub async fn read_more(
     }
 }
 
+/// Reads what a readable socket holds now, appending to `buf`, without waiting and without
+/// an operation in flight: the buffer is never pinned by the driver. `Ok(0)` is the end of
+/// the stream; `WouldBlock` means the readiness was stale.
+pub fn read_ready(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: recv writes at most `spare.len()` bytes into the vector's spare capacity, and
+    // the descriptor is owned by `stream` for the whole call.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: recv initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
 /// Writes `buf[range]` completely.
 pub async fn write_range(
     stream: &mut TcpStream,
