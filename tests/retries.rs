@@ -428,3 +428,69 @@ fn the_budget_refuses_a_retry_beyond_its_share() {
         assert_eq!(resp.status, 200);
     });
 }
+
+#[test]
+fn early_hints_that_reached_the_client_end_the_retrying() {
+    for_each_driver(|driver| {
+        // The first try sends 103 Early Hints, then 503; another try would answer 200.
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let origin = Origin::start(move |_| match counter.fetch_add(1, Ordering::SeqCst) {
+            0 => Reply::status(503).interim(103, &[("Link", "</a.css>; rel=preload")]),
+            _ => Reply::ok("second"),
+        });
+        let gw = gateway(driver, &[origin.addr()], "on = [\"503\"]", "");
+        let mut client = Client::connect(gw.addr());
+        client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(client.read_response().status, 103);
+        let last = client.read_response();
+        assert_eq!(
+            last.status, 503,
+            "the response had begun: its final status is the first try's"
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn a_client_that_stops_reading_is_not_its_targets_per_try_timeout() {
+    for_each_driver(|driver| {
+        let big = vec![b'x'; 32 << 20];
+        let origin = Origin::start(move |_| Reply::ok(big.clone()));
+        let gw = Conf::new(driver)
+            .limit("send_timeout = \"500ms\"")
+            .admin(free_addr("127.0.0.1"))
+            .upstream_with(
+                "o",
+                &[(origin.addr(), 1)],
+                "[upstreams.retry]\nper_try_timeout = \"300ms\"\n\
+                 [upstreams.outlier]\nconsecutive_failures = 1\nbase_ejection_time = \"60s\"",
+            )
+            .proxy_all("o")
+            .start();
+        let admin = gw.admin();
+        // Asks for the body and never reads it: the gateway's writes back up until send_timeout.
+        let mut client = Client::connect_small_window(gw.addr());
+        client.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+        eventually("the stalled exchange is over", || {
+            admin
+                .metric(
+                    "shardgate_requests_total",
+                    &[("route", "all"), ("class", "2xx")],
+                )
+                .filter(|n| *n >= 1.0)
+        });
+        let label = origin.addr().to_string();
+        let per_try = admin.metric(
+            "shardgate_upstream_timeouts_total",
+            &[("upstream", "o"), ("target", &label), ("phase", "per_try")],
+        );
+        assert_eq!(per_try, Some(0.0), "the client was slow, not the target");
+        let state = admin.get_json("/upstreams");
+        assert_eq!(
+            state["upstreams"][0]["targets"][0]["ejected"], false,
+            "{state}"
+        );
+        drop(client);
+    });
+}

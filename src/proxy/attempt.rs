@@ -95,12 +95,6 @@ impl TryClock {
         }
     }
 
-    /// What is left of the try; None when it has no bound of its own.
-    pub fn remaining(&self) -> Option<Duration> {
-        self.deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
-    }
-
     /// Which timeout fired, when a step bounded by `limit(..)` of `step` timed out.
     pub fn phase(&self, step: TimeoutPhase) -> TimeoutPhase {
         match self.deadline {
@@ -134,6 +128,9 @@ pub(super) struct Upload {
     pub replay_cap: u64,
     /// 100 Continue went out already.
     pub continued: bool,
+    /// A 103 from an upstream reached the client: its response has begun, so no other try
+    /// may follow.
+    pub hinted: bool,
 }
 
 impl Upload {
@@ -207,8 +204,10 @@ impl Context<'_> {
             let write = write_all(&mut stream, &mut s.out, clock.limit(upstream.write_timeout));
             match write.await {
                 Ok(()) => {}
-                // A pooled connection that refuses the first write never delivered the request.
-                Err(IoError::Eof | IoError::Io(_)) if reused && !stale_retried => {
+                // A pooled connection that refuses the first write most likely delivered
+                // nothing, but part of a large first write may have gone: resend only what
+                // may be sent twice.
+                Err(IoError::Eof | IoError::Io(_)) if reused && !stale_retried && resendable => {
                     stale_retried = true;
                     continue;
                 }
@@ -228,8 +227,8 @@ impl Context<'_> {
                     &mut stream,
                     ubuf,
                     &mut s.response,
-                    s.head.method,
-                    s.head.version,
+                    (s.head.method, s.head.version),
+                    &mut up.hinted,
                     target,
                     clock,
                 )
@@ -381,8 +380,8 @@ impl Context<'_> {
         stream: &mut TcpStream,
         ubuf: &mut Vec<u8>,
         resp: &mut ResponseHead,
-        method: Method,
-        client_version: Version,
+        (method, client_version): (Method, Version),
+        hinted: &mut bool,
         target: &TargetRef,
         clock: TryClock,
     ) -> Result<(), HeadError> {
@@ -414,6 +413,7 @@ impl Context<'_> {
                                 via: false,
                             },
                         );
+                        *hinted = true;
                         if conn.send_all(&mut hints).await.is_err() {
                             return Err(HeadError::ClientGone);
                         }

@@ -57,6 +57,9 @@ pub struct Client {
     stop: Trigger,
     /// Bytes written to the client on this connection, for metrics and the access log.
     sent: u64,
+    /// A write to the client began and has not finished: if it is dropped now (a route
+    /// timeout), the client holds part of a message and only a close can follow.
+    writing: bool,
     /// How much of `buf` the finished exchange used. Dropped only after the exchange has been
     /// logged, since the log reads the head where it lies.
     pub consumed: usize,
@@ -69,7 +72,9 @@ impl Client {
     /// Writes `buf[range]` to the client, within `send_timeout`.
     pub async fn send(&mut self, buf: &mut Vec<u8>, range: Range<usize>) -> Result<(), IoError> {
         let n = range.len() as u64;
+        self.writing = true;
         write_range(&mut self.stream, buf, range, self.send_timeout).await?;
+        self.writing = false;
         self.sent += n;
         Ok(())
     }
@@ -119,6 +124,7 @@ pub async fn serve(
         buf: Vec::new(),
         stop,
         sent: 0,
+        writing: false,
         consumed: 0,
         send_timeout: Duration::ZERO,
     };
@@ -417,9 +423,10 @@ async fn exchange(
                     {
                         Ok(outcome) => outcome,
                         // The exchange was dropped where it stood, upstream connection and all.
-                        // Before a final status went out the client gets 504; after, only a
-                        // close can tell it the response is incomplete.
-                        Err(_) if s.record.status == 0 => {
+                        // Before a final status went out the client gets 504 (after a whole
+                        // 1xx, if one went); after, or in the middle of a write, only a close
+                        // can tell it the response is incomplete.
+                        Err(_) if s.record.status == 0 && !conn.writing => {
                             snap.route_metrics[route].timed_out(shard.id);
                             s.head.connection.close = true;
                             answer_error(shard, conn, s, 504).await

@@ -94,6 +94,7 @@ pub async fn proxy(
         },
         replay_cap,
         continued: false,
+        hinted: false,
     };
     let ctx = Context {
         shard,
@@ -126,6 +127,7 @@ pub async fn proxy(
             .await;
 
         let why = match &result {
+            _ if upload.hinted => None,
             Ok(_) => Some((Condition::Status(s.response.status), true)),
             Err(Failed {
                 failure: Failure::Upstream(e),
@@ -239,15 +241,9 @@ pub async fn proxy(
         ubuf: &mut ubuf,
         out: &mut s.out,
         read_timeout: upstream.read_timeout,
+        clock,
     };
-    let relayed = relay.run(resp.len, resp.framing, framing);
-    let result = match clock.remaining() {
-        None => relayed.await,
-        // The relay is dropped where it stands; the connection can only be closed.
-        Some(left) => monoio::time::timeout(left, relayed)
-            .await
-            .unwrap_or(Err(RelayError::Upstream(IoError::Timeout))),
-    };
+    let result = relay.run(resp.len, resp.framing, framing).await;
     let upstream_error = match &result {
         Err(RelayError::Upstream(e)) => {
             if let IoError::Timeout = e {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 
+use super::attempt::TryClock;
 use super::client::Client;
 use super::head::ClientFraming;
 use super::io::{read_more, IoError};
@@ -26,6 +27,9 @@ pub struct Relay<'a> {
     /// Holds the response head on entry; it goes out with the first body bytes.
     pub out: &'a mut Vec<u8>,
     pub read_timeout: Duration,
+    /// Cuts the reads short at the try's `per_try_timeout`; writes to the client are the
+    /// client's business, bounded by its `send_timeout`.
+    pub clock: TryClock,
 }
 
 /// The body was relayed; `true` when the upstream connection ended cleanly at the response's
@@ -94,9 +98,13 @@ impl Relay<'_> {
         if expected > self.ubuf.capacity() as u64 && self.ubuf.capacity() < RELAY_BUFFER {
             self.ubuf.reserve_exact(RELAY_BUFFER);
         }
-        read_more(self.upstream, self.ubuf, self.read_timeout)
-            .await
-            .map_err(RelayError::Upstream)
+        read_more(
+            self.upstream,
+            self.ubuf,
+            self.clock.limit(self.read_timeout),
+        )
+        .await
+        .map_err(RelayError::Upstream)
     }
 
     async fn length(&mut self, start: usize, total: u64) -> RelayResult {
