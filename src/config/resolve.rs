@@ -1,6 +1,7 @@
 //! `targets[]` as written → addresses, and the keys that say how names are resolved:
 //! `resolve_interval`, `resolve_timeout`, `resolver` (and `server.resolver`).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::file::UpstreamFile;
@@ -33,12 +34,65 @@ pub(super) fn nameserver(
     }
 }
 
-/// The upstream's targets, names resolved now (blocking, each within `resolve_timeout`), and
-/// how to resolve them again.
+/// What each (name, nameserver) of a file resolved to.
+pub(super) type Answers = HashMap<(TargetName, Nameserver), Result<Vec<SocketAddr>, String>>;
+
+/// Lookups running at once while a config loads; more names wait for the next round.
+const PARALLEL_LOOKUPS: usize = 64;
+
+/// Resolves every name the file's upstreams hold, all at once (each within its upstream's
+/// `resolve_timeout`): with a nameserver that does not answer, a load then waits about one
+/// timeout, not one per name. Keys that don't parse are left to [`targets`], which reports them.
+pub(super) fn lookup_all(upstreams: &[UpstreamFile], default: Nameserver) -> Answers {
+    let mut wanted: HashMap<(TargetName, Nameserver), std::time::Duration> = HashMap::new();
+    for u in upstreams {
+        let mut quiet = Errors::default();
+        let nameserver = nameserver("", u.resolver.as_deref(), default, &mut quiet);
+        let Ok(timeout) = humantime::parse_duration(u.resolve_timeout.trim()) else {
+            continue;
+        };
+        if quiet.len() > 0 || timeout.is_zero() {
+            continue;
+        }
+        for t in &u.targets {
+            if t.addr.parse::<SocketAddr>().is_ok() {
+                continue;
+            }
+            if let Ok(name) = TargetName::parse(&t.addr) {
+                let longest = wanted.entry((name, nameserver)).or_insert(timeout);
+                *longest = (*longest).max(timeout);
+            }
+        }
+    }
+    let wanted: Vec<_> = wanted.into_iter().collect();
+    let mut answers = Answers::new();
+    for round in wanted.chunks(PARALLEL_LOOKUPS) {
+        std::thread::scope(|scope| {
+            let asked: Vec<_> = round
+                .iter()
+                .map(|((name, ns), timeout)| {
+                    let ask = scope.spawn(move || discovery::lookup(name, *ns, *timeout));
+                    ((name.clone(), *ns), ask)
+                })
+                .collect();
+            for (key, ask) in asked {
+                let answer = ask
+                    .join()
+                    .unwrap_or_else(|_| Err("the lookup failed".to_string()));
+                answers.insert(key, answer);
+            }
+        });
+    }
+    answers
+}
+
+/// The upstream's targets, names resolved now (blocking, each within `resolve_timeout`;
+/// `answers` holds those [`lookup_all`] asked already), and how to resolve them again.
 pub(super) fn targets(
     key: &dyn Fn(&str) -> String,
     u: &UpstreamFile,
     default: Nameserver,
+    answers: &Answers,
     errs: &mut Errors,
 ) -> (Vec<Target>, Resolve) {
     let before = errs.len();
@@ -75,7 +129,11 @@ pub(super) fn targets(
             }
         };
         if can_resolve {
-            match discovery::lookup(&name, nameserver, timeout) {
+            let answer = match answers.get(&(name.clone(), nameserver)) {
+                Some(answer) => answer.clone(),
+                None => discovery::lookup(&name, nameserver, timeout),
+            };
+            match answer {
                 // A name with several addresses becomes one target per address, as in nginx's
                 // `server name;`.
                 Ok(addrs) => targets.extend(addrs.into_iter().map(|addr| Target {

@@ -21,6 +21,7 @@ use crate::upstream::retry::MAX_ATTEMPTS;
 /// httparse needs a fixed header array; this bounds what `max_headers` may ask for.
 pub const MAX_HEADERS_CEILING: usize = 1024;
 
+#[derive(Default)]
 pub(super) struct Errors(Vec<String>);
 
 impl Errors {
@@ -70,11 +71,12 @@ pub fn validate(raw: File) -> Result<Config, Vec<String>> {
         Nameserver::System,
         &mut errs,
     );
+    let answers = super::resolve::lookup_all(&raw.upstreams, nameserver);
     let upstreams: Vec<Upstream> = raw
         .upstreams
         .iter()
         .enumerate()
-        .map(|(i, u)| upstream(i, u, nameserver, &mut errs))
+        .map(|(i, u)| upstream(i, u, nameserver, &answers, &mut errs))
         .collect();
 
     let mut by_name = HashMap::new();
@@ -240,7 +242,13 @@ fn limits(l: &LimitsFile, errs: &mut Errors) -> Limits {
     }
 }
 
-fn upstream(i: usize, u: &UpstreamFile, nameserver: Nameserver, errs: &mut Errors) -> Upstream {
+fn upstream(
+    i: usize,
+    u: &UpstreamFile,
+    nameserver: Nameserver,
+    answers: &super::resolve::Answers,
+    errs: &mut Errors,
+) -> Upstream {
     let key = |field: &str| format!("upstreams[{i}].{field}");
     if u.name.is_empty() {
         errs.push(key("name"), "must not be empty");
@@ -287,7 +295,7 @@ fn upstream(i: usize, u: &UpstreamFile, nameserver: Nameserver, errs: &mut Error
     if u.targets.is_empty() {
         errs.push(key("targets"), "at least one target is required");
     }
-    let (targets, resolve) = super::resolve::targets(&key, u, nameserver, errs);
+    let (targets, resolve) = super::resolve::targets(&key, u, nameserver, answers, errs);
     let host_header = match u.host_header.as_str() {
         "preserve" => HostHeader::Preserve,
         "target" => HostHeader::Target,
