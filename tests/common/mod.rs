@@ -49,11 +49,22 @@ pub fn dead_addr() -> SocketAddr {
 
 /// A port free right now on `ip` (bound, then released), for configs that
 /// need a known address. `ip` is a loopback address such as "127.0.0.2".
+///
+/// Drawn below the kernel's ephemeral range (32768-60999): a port from
+/// there could be handed to another test's outgoing connection or `:0`
+/// listener between this check and the gateway's bind.
 pub fn free_addr(ip: &str) -> SocketAddr {
-    TcpListener::bind((ip, 0))
-        .unwrap_or_else(|e| panic!("bind {ip}:0: {e}"))
-        .local_addr()
-        .unwrap()
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1000 {
+        let draw = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = 20_000 + (draw % 12_000) as u16;
+        if let Ok(listener) = TcpListener::bind((ip, port)) {
+            return listener.local_addr().unwrap();
+        }
+    }
+    panic!("no free port below the ephemeral range on {ip}");
 }
 
 /// Polls `probe` every 10 ms until it returns Some, for at most EVENT_GUARD;
