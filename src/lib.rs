@@ -15,7 +15,8 @@
 //! proxy/                   one client connection
 //!   client.rs                idle wait → read head → route → direct answer / forward; errors
 //!   body.rs                  where the request body ends (Content-Length / chunked), limits
-//!   forward.rs               pick target → pooled or new connection → send → relay response
+//!   forward.rs               pick a target per try → retry or relay → outcome for health
+//!   attempt.rs               one try: pooled or new connection → send head and body → head
 //!   relay.rs                 the response body to the client, re-framed when the sides differ
 //!   head.rs                  heads as they cross: hop-by-hop out, X-Forwarded-*, Via, ids
 //!   io.rs                    reads and writes with deadlines over monoio's owned buffers
@@ -33,6 +34,8 @@
 //!   consistent_hash.rs       Maglev table; hash_key in mod.rs
 //!   cells.rs, rng.rs         per-shard state words; SplitMix64
 //! upstream/                dialing targets; pool.rs keeps each shard's idle connections
+//!   breaker.rs, outlier.rs   circuit-breaker gauges; passive health and ejection
+//!   retry.rs                 when a failed try may be made again; backoff; budget
 //!
 //! Off the request path, beside it:
 //!
@@ -63,7 +66,7 @@
 //! admin/                   the admin listener on plain threads
 //!   mod.rs                   accept loop, connection cap, one thread per connection
 //!   conn.rs                  HTTP/1.1 on a blocking socket: heads, keep-alive, answers
-//!   endpoints.rs             /healthz, /metrics, /config, /reload
+//!   endpoints.rs             /healthz, /metrics, /config, /upstreams, /reload
 //!   redact.rs                secrets out of the config before GET /config shows it
 //! access_log/              one line per request: format.rs on the shard, writer.rs on its thread
 //! ```
