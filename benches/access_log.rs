@@ -37,6 +37,7 @@ fn entry() -> Entry<'static> {
         duration: Duration::from_micros(3_042),
         upstream_duration: Some(Duration::from_micros(2_517)),
         upstream_target: Some(SocketAddr::from((Ipv4Addr::new(10, 0, 3, 17), 8080))),
+        upstream_tries: 1,
         route: "users-api",
         request_id: b"4bf92f3577b34da6a3ce929d0e0e4736",
         referer: b"https://app.example.com/dashboard",

@@ -494,3 +494,38 @@ fn a_client_that_stops_reading_is_not_its_targets_per_try_timeout() {
         drop(client);
     });
 }
+
+#[test]
+fn the_access_log_counts_the_tries() {
+    // One target whose first connection drops the request: the second try answers.
+    let origin = Origin::raw(|mut conn| {
+        let first = conn.index == 0;
+        while let Some(req) = conn.read_request() {
+            if first || !conn.reply(&req, &Reply::ok("second")) {
+                break;
+            }
+        }
+        conn.close();
+    });
+    let log = TempPath::new("retries-access-log");
+    let gw = Conf::new("epoll")
+        .access_log("json", log.path())
+        .upstream_with(
+            "o",
+            &[(origin.addr(), 1)],
+            "[upstreams.retry]\non = [\"reset\"]\nbackoff_base = \"0s\"",
+        )
+        .proxy_all("o")
+        .start();
+    let mut client = Client::connect(gw.addr());
+    assert_eq!(client.get("/retried").body_str(), "second");
+    let line = eventually("the request's log line", || {
+        let text = std::fs::read_to_string(log.path()).ok()?;
+        text.lines()
+            .find(|l| l.contains("\"/retried\""))
+            .map(str::to_string)
+    });
+    let line: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(line["upstream_tries"], 2, "{line}");
+    assert_eq!(line["upstream"], origin.addr().to_string(), "{line}");
+}

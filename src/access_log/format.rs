@@ -56,6 +56,8 @@ pub fn json(e: &Entry<'_>, out: &mut Vec<u8>) {
         }
         None => out.extend_from_slice(b"null"),
     }
+    out.extend_from_slice(b",\"upstream_tries\":");
+    integer(e.upstream_tries, out);
     out.extend_from_slice(b",\"route\":");
     json_string(e.route.as_bytes(), out);
     out.extend_from_slice(b",\"request_id\":");
@@ -69,7 +71,7 @@ pub fn json(e: &Entry<'_>, out: &mut Vec<u8>) {
 
 /// nginx's `combined` with Shardgate's fields after it, as nginx users usually add them:
 /// `203.0.113.9 - - [21/Nov/2026:06:24:19 +0000] "GET /a?b=1 HTTP/1.1" 200 512 "-" "curl/8.5.0"
-/// rt=0.003 urt=0.002 upstream=10.0.0.7:8080 route=api id=4bf92f35`. Empty fields are `-`; times are seconds with
+/// rt=0.003 urt=0.002 upstream=10.0.0.7:8080 tries=1 route=api id=4bf92f35`. Empty fields are `-`; times are seconds with
 /// millisecond resolution, like `$request_time` and `$upstream_response_time`.
 pub fn combined(e: &Entry<'_>, out: &mut Vec<u8>) {
     bare_field(e.client, out);
@@ -100,6 +102,11 @@ pub fn combined(e: &Entry<'_>, out: &mut Vec<u8>) {
     match e.upstream_target {
         Some(addr) => socket_addr(addr, out),
         None => out.push(b'-'),
+    }
+    out.extend_from_slice(b" tries=");
+    match e.upstream_tries {
+        0 => out.push(b'-'),
+        n => integer(n, out),
     }
     out.extend_from_slice(b" route=");
     bare_field(e.route.as_bytes(), out);
@@ -170,6 +177,7 @@ mod tests {
             duration: Duration::from_micros(3_042),
             upstream_duration: Some(Duration::from_micros(2_500)),
             upstream_target: Some(SocketAddr::from((Ipv4Addr::new(10, 0, 0, 7), 8080))),
+            upstream_tries: 1,
             route: "users",
             request_id: b"4bf92f3577b34da6",
             referer: b"https://example.com/",
@@ -191,7 +199,7 @@ mod tests {
                 r#"{"time":"2026-11-21T06:24:19.123Z","client":"203.0.113.9","method":"GET","#,
                 r#""target":"/v1/users?id=7","version":"HTTP/1.1","host":"api.example.com","#,
                 r#""status":200,"bytes_sent":512,"bytes_received":87,"duration_ms":3.042,"#,
-                r#""upstream_duration_ms":2.500,"upstream":"10.0.0.7:8080","route":"users","#,
+                r#""upstream_duration_ms":2.500,"upstream":"10.0.0.7:8080","upstream_tries":1,"route":"users","#,
                 r#""request_id":"4bf92f3577b34da6","referer":"https://example.com/","#,
                 r#""user_agent":"curl/8.5.0"}"#,
                 "\n"
@@ -213,6 +221,7 @@ mod tests {
             duration: Duration::from_nanos(999),
             upstream_duration: None,
             upstream_target: None,
+            upstream_tries: 0,
             route: "-",
             request_id: b"",
             referer: b"",
@@ -225,7 +234,7 @@ mod tests {
                 r#"{"time":"2026-11-21T06:24:19.123Z","client":"203.0.113.9","method":"-","#,
                 r#""target":"","version":"","host":"","status":400,"bytes_sent":0,"#,
                 r#""bytes_received":12,"duration_ms":0.000,"upstream_duration_ms":null,"#,
-                r#""upstream":null,"route":"-","request_id":"","referer":"","user_agent":""}"#,
+                r#""upstream":null,"upstream_tries":0,"route":"-","request_id":"","referer":"","user_agent":""}"#,
                 "\n"
             )
         );
@@ -262,7 +271,7 @@ mod tests {
             render(combined, &entry()),
             concat!(
                 r#"203.0.113.9 - - [21/Nov/2026:06:24:19 +0000] "GET /v1/users?id=7 HTTP/1.1" "#,
-                r#"200 512 "https://example.com/" "curl/8.5.0" rt=0.003 urt=0.002 upstream=10.0.0.7:8080 route=users "#,
+                r#"200 512 "https://example.com/" "curl/8.5.0" rt=0.003 urt=0.002 upstream=10.0.0.7:8080 tries=1 route=users "#,
                 "id=4bf92f3577b34da6\n"
             )
         );
@@ -279,6 +288,7 @@ mod tests {
             duration: Duration::from_millis(1_250),
             upstream_duration: None,
             upstream_target: None,
+            upstream_tries: 0,
             route: "-",
             request_id: b"",
             referer: b"",
@@ -289,7 +299,7 @@ mod tests {
             render(combined, &e),
             concat!(
                 r#"203.0.113.9 - - [21/Nov/2026:06:24:19 +0000] "- - -" 400 0 "-" "-" "#,
-                "rt=1.250 urt=- upstream=- route=- id=-\n"
+                "rt=1.250 urt=- upstream=- tries=- route=- id=-\n"
             )
         );
     }
@@ -311,7 +321,7 @@ mod tests {
             concat!(
                 r#"203.0.113.9 - - [21/Nov/2026:06:24:19 +0000] "GET /a\x22b\x5Cc HTTP/1.1" "#,
                 r#"200 512 "x\x22 y" "Mozilla/5.0 (\xC3\xBC)\x09\x7F" rt=0.003 urt=0.002 upstream=10.0.0.7:8080 "#,
-                r#"route=r\x221 id=id\x20with\x20space"#,
+                r#"tries=1 route=r\x221 id=id\x20with\x20space"#,
                 "\n"
             )
         );
@@ -328,6 +338,7 @@ mod tests {
         let e = Entry {
             client: b"2001:db8::9",
             upstream_target: Some(addr),
+            upstream_tries: 2,
             ..entry()
         };
         let line = render(json, &e);

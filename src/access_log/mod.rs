@@ -63,7 +63,10 @@ pub struct Entry<'a> {
     pub bytes_received: u64,
     pub duration: Duration,
     pub upstream_duration: Option<Duration>,
+    /// The target of the last try.
     pub upstream_target: Option<SocketAddr>,
+    /// Tries made at the upstream, more than 1 when the request was retried; 0 without one.
+    pub upstream_tries: u32,
     /// `-` when no route matched.
     pub route: &'a str,
     /// May be empty.

@@ -55,6 +55,7 @@ fn entry(id: &str) -> Entry<'_> {
         duration: Duration::from_micros(1_500),
         upstream_duration: Some(Duration::from_micros(1_000)),
         upstream_target: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9001))),
+        upstream_tries: 1,
         route: "root",
         request_id: id.as_bytes(),
         referer: b"",

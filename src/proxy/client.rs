@@ -272,6 +272,7 @@ fn access_entry<'a>(
         duration: elapsed,
         upstream_duration: upstream.map(|u| u.duration),
         upstream_target: upstream.map(|u| snap.upstreams[u.upstream].targets[u.target].addr),
+        upstream_tries: upstream.map_or(0, |u| u.tries),
         route: r.route.map_or(crate::metrics::NO_ROUTE, |i| {
             snap.config.routes[i].name.as_str()
         }),

@@ -170,7 +170,8 @@ pub async fn proxy(
                 Ok(answered) => break (answered, target_index, clock, load),
                 Err(failed) => {
                     shard.give_buffer(ubuf);
-                    return fail(&ctx, conn, s, up, target_index, failed, &upload, started).await;
+                    let last = (target_index, tried.len);
+                    return fail(&ctx, conn, s, up, last, failed, &upload, started).await;
                 }
             }
         };
@@ -258,6 +259,7 @@ pub async fn proxy(
     load.ok = upstream_error.is_none() && resp.status < 500;
     report_outcome(upstream, state, target, load.ok);
     s.record.upstream = Some(UpstreamRecord {
+        tries: tried.len,
         upstream: up,
         target: target_index,
         duration: started.elapsed(),
@@ -291,7 +293,7 @@ async fn fail(
     conn: &mut Client,
     s: &mut Scratch,
     up: usize,
-    target_index: usize,
+    (target_index, tries): (usize, u32),
     failed: Failed,
     upload: &Upload,
     started: Instant,
@@ -304,6 +306,7 @@ async fn fail(
     } = *ctx;
     let target = &state.targets[target_index];
     let record = |error: Option<UpstreamErrorKind>| UpstreamRecord {
+        tries,
         upstream: up,
         target: target_index,
         duration: started.elapsed(),

@@ -34,6 +34,8 @@ pub struct Record {
 
 #[derive(Debug, Clone)]
 pub struct UpstreamRecord {
+    /// Tries made, the last one included.
+    pub tries: u32,
     /// Index into the snapshot's upstreams, and which of its targets.
     pub upstream: usize,
     pub target: usize,
