@@ -43,6 +43,20 @@ fn hanging() -> Origin {
     })
 }
 
+/// An origin whose first connection reads a request and closes without an answer (a
+/// reset before the response, as the gateway sees it); later ones answer with `answer`.
+fn drops_the_first_request(answer: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Origin {
+    Origin::raw(move |mut conn| {
+        let first = conn.index == 0;
+        while let Some(req) = conn.read_request() {
+            if first || !conn.reply(&req, &answer(&req)) {
+                break;
+            }
+        }
+        conn.close();
+    })
+}
+
 fn target_metric(gw: &Gateway, name: &str, target: SocketAddr) -> f64 {
     gw.admin()
         .metric(name, &[("upstream", "o"), ("target", &target.to_string())])
@@ -198,18 +212,7 @@ fn a_route_retry_table_overrides_its_upstream_key_by_key() {
 fn a_reset_before_the_response_is_retried_with_the_same_body() {
     for_each_driver(|driver| {
         // One target: its first connection takes the request and drops it; later ones echo.
-        let origin = Origin::raw(|mut conn| {
-            let first = conn.index == 0;
-            while let Some(req) = conn.read_request() {
-                if first {
-                    break;
-                }
-                if !conn.reply(&req, &Reply::ok(req.body.clone())) {
-                    break;
-                }
-            }
-            conn.close();
-        });
+        let origin = drops_the_first_request(|req| Reply::ok(req.body.clone()));
         let gw = gateway(driver, &[origin.addr()], "on = [\"reset\"]", "");
         // Larger than one read buffer, so the body streams and the replay copy is used.
         let body: Vec<u8> = (0..40_000u32).map(|i| b'a' + (i % 26) as u8).collect();
@@ -246,15 +249,7 @@ fn a_reset_before_the_response_is_retried_with_the_same_body() {
 #[test]
 fn a_body_larger_than_max_replay_body_is_not_retried_once_sent() {
     for_each_driver(|driver| {
-        let origin = Origin::raw(|mut conn| {
-            let first = conn.index == 0;
-            while let Some(req) = conn.read_request() {
-                if first || !conn.reply(&req, &Reply::ok("second")) {
-                    break;
-                }
-            }
-            conn.close();
-        });
+        let origin = drops_the_first_request(|_| Reply::ok("second"));
         let gw = gateway(
             driver,
             &[origin.addr()],
@@ -498,15 +493,7 @@ fn a_client_that_stops_reading_is_not_its_targets_per_try_timeout() {
 #[test]
 fn the_access_log_counts_the_tries() {
     // One target whose first connection drops the request: the second try answers.
-    let origin = Origin::raw(|mut conn| {
-        let first = conn.index == 0;
-        while let Some(req) = conn.read_request() {
-            if first || !conn.reply(&req, &Reply::ok("second")) {
-                break;
-            }
-        }
-        conn.close();
-    });
+    let origin = drops_the_first_request(|_| Reply::ok("second"));
     let log = TempPath::new("retries-access-log");
     let gw = Conf::new("epoll")
         .access_log("json", log.path())
