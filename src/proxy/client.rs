@@ -147,7 +147,8 @@ pub async fn serve(
             let stop = conn.stop.clone();
             let readable = monoio::select! {
                 _ = stop.wait() => false,
-                r = monoio::time::timeout(idle, conn.stream.readable(false)) => matches!(r, Ok(Ok(()))),
+                _ = shard.idle.sleep_until(std::time::Instant::now() + idle) => false,
+                r = conn.stream.readable(false) => r.is_ok(),
             };
             if !readable {
                 break;

@@ -22,7 +22,8 @@ pub enum Command {
     Drain,
 }
 
-/// How often the channel is checked: changes land within this, at no cost to requests.
+/// How often the channel is checked (changes land within this, at no cost to requests), and
+/// how late an idle connection's deadline may fire.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How often idle upstream connections past their timeout are closed.
 const POOL_SWEEP_EVERY: u32 = 20;
@@ -61,6 +62,7 @@ pub async fn run(shard: Rc<Shard>, commands: Receiver<Command>) {
         if shard.is_draining() && shard.active_connections() == 0 {
             return;
         }
+        shard.idle.fire_due(std::time::Instant::now());
         ticks += 1;
         if ticks % POOL_SWEEP_EVERY == 0 {
             shard.pool.sweep();

@@ -4,6 +4,7 @@
 
 mod accept;
 pub mod control;
+pub mod idle;
 pub mod listener;
 mod trigger;
 
@@ -38,6 +39,8 @@ pub struct Shard {
     #[allow(clippy::redundant_allocation)]
     snapshot: RefCell<Rc<Arc<Snapshot>>>,
     pub pool: Pool,
+    /// Deadlines of connections waiting between requests, fired on the control tick.
+    pub idle: idle::IdleTimers,
     /// The process's metrics; this shard writes only its own slots.
     pub metrics: Arc<crate::metrics::Metrics>,
     pub date: DateCache,
@@ -68,6 +71,7 @@ impl Shard {
             shared,
             snapshot,
             pool: Pool::new(id),
+            idle: idle::IdleTimers::default(),
             metrics,
             date: DateCache::default(),
             request_ids: crate::proxy::RequestIds::new(id),
