@@ -12,6 +12,7 @@
 //! shard/                   one pinned thread + monoio runtime per CPU
 //!   listener.rs              SO_REUSEPORT sockets, one per shard per address
 //!   accept.rs                accept loop, max_connections, EMFILE back-off
+//!   idle.rs                  deadlines of connections between requests, fired on the tick
 //! proxy/                   one client connection
 //!   client.rs                idle wait → read head → route → direct answer / forward; errors
 //!   body.rs                  where the request body ends (Content-Length / chunked), limits
