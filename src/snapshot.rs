@@ -171,7 +171,7 @@ impl Snapshot {
                             Some(w) if w.addr.parse::<SocketAddr>().is_err() => {
                                 w.addr.as_str().into()
                             }
-                            _ => t.addr.to_string().into(),
+                            _ => crate::upstream::host_of(t.addr).into(),
                         };
                         registry.target(&u.name, t.addr, host)
                     })

@@ -81,11 +81,7 @@ pub(super) fn request(config: &CheckConfig, addr: SocketAddr) -> Result<Vec<u8>,
             return Err(Failure::BadRequest("host"))
         }
         Some(host) => host.clone(),
-        // Not `addr.to_string()`: a v6 address's zone (`%eth0`) has no place in a Host header.
-        None => match addr {
-            SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
-            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-        },
+        None => crate::upstream::host_of(addr),
     };
     Ok(format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: shardgate-health-check\r\n\

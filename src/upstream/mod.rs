@@ -53,6 +53,15 @@ impl UpstreamError {
     }
 }
 
+/// A target address as a Host value. Not `addr.to_string()`: a v6 address's zone (`%eth0`)
+/// has no place in a Host header.
+pub fn host_of(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
+}
+
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, UpstreamError> {
     match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(stream)) => {
@@ -62,5 +71,19 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, U
         }
         Ok(Err(e)) => Err(UpstreamError::Connect(e)),
         Err(_) => Err(UpstreamError::ConnectTimeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv6Addr, SocketAddrV6};
+
+    #[test]
+    fn host_of_brackets_v6_and_drops_its_zone() {
+        let zoned = SocketAddrV6::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1), 80, 0, 2);
+        assert_eq!(SocketAddr::V6(zoned).to_string(), "[fe80::1%2]:80");
+        assert_eq!(host_of(SocketAddr::V6(zoned)), "[fe80::1]:80");
+        assert_eq!(host_of("10.0.0.7:8080".parse().unwrap()), "10.0.0.7:8080");
     }
 }
