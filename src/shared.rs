@@ -1,18 +1,22 @@
 //! The little that shards share: the snapshot behind an `ArcSwap`, and process-wide counters
 //! kept in cache-padded relaxed atomics so one shard's updates never stall another's.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use crossbeam_utils::CachePadded;
 
 use crate::snapshot::Snapshot;
+use crate::upstream::breaker::{Gauge, OwnedPermit};
+
+/// A client connection's place under `max_connections`, given back when it is dropped.
+pub type ConnectionSlot = OwnedPermit;
 
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
-    /// Open client connections across all shards, for `max_connections`.
-    connections: CachePadded<AtomicUsize>,
+    /// Open client connections across all shards, for `max_connections`: the same soft cap
+    /// as a circuit breaker's (a race lets through at most one connection per shard).
+    connections: Arc<Gauge>,
     /// Set once a graceful shutdown begins; never cleared.
     draining: AtomicBool,
 }
@@ -21,22 +25,15 @@ impl Shared {
     pub fn new(snapshot: Snapshot) -> Arc<Shared> {
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
-            connections: CachePadded::new(AtomicUsize::new(0)),
+            connections: Arc::default(),
             draining: AtomicBool::new(false),
         })
     }
 
-    /// Admits one more client connection if the process is under `max`. The returned guard
-    /// gives the slot back when the connection ends.
-    pub fn admit(self: &Arc<Self>, max: usize) -> Option<ConnectionSlot> {
-        // Relaxed is enough: the limit is a soft ceiling, and a race lets through at most one
-        // connection per shard.
-        let before = self.connections.fetch_add(1, Ordering::Relaxed);
-        if before >= max {
-            self.connections.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(ConnectionSlot(Arc::clone(self)))
+    /// Admits one more client connection if the process is under `max`.
+    pub fn admit(&self, max: usize) -> Option<ConnectionSlot> {
+        self.connections
+            .try_acquire_owned(u32::try_from(max).unwrap_or(u32::MAX))
     }
 
     pub fn is_draining(&self) -> bool {
@@ -48,14 +45,6 @@ impl Shared {
     }
 
     pub fn open_connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-}
-
-pub struct ConnectionSlot(Arc<Shared>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.connections.current() as usize
     }
 }
