@@ -76,6 +76,24 @@ impl AliasTable {
         }
     }
 
+    /// Power of two choices: two different usable targets drawn by weight, and the second
+    /// is taken only when `second_wins(first, second)`, so ties go to the first draw. With a
+    /// single usable target, that one.
+    #[inline]
+    pub(crate) fn pick_of_two(
+        &self,
+        words: Words<'_>,
+        rng_at: usize,
+        usable: &dyn Fn(usize) -> bool,
+        second_wins: impl Fn(usize, usize) -> bool,
+    ) -> Option<usize> {
+        let first = self.draw_usable(words, rng_at, usable, None)?;
+        match self.draw_usable(words, rng_at, usable, Some(first)) {
+            Some(second) if second_wins(first, second) => Some(second),
+            _ => Some(first),
+        }
+    }
+
     /// A target drawn in proportion to weight among those that are `usable` and not `skip`,
     /// using the generator in word `rng_at` of `words`; None when there is none.
     #[inline]

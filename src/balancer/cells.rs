@@ -46,6 +46,16 @@ impl ShardCells {
         }
     }
 
+    /// Like [`ShardCells::new`], with word `rng_at` of each shard holding its own random
+    /// generator, seeded from `seed`.
+    pub(crate) fn seeded(shards: usize, words: usize, rng_at: usize, seed: u64) -> ShardCells {
+        let cells = ShardCells::new(shards, words);
+        for (s, words) in cells.each_shard().enumerate() {
+            words.set(rng_at, super::rng::shard_seed(seed, s));
+        }
+        cells
+    }
+
     /// The words of `shard`. A shard index beyond the count given to `new` wraps around, so a
     /// wiring mistake shares state instead of panicking on the request path.
     #[inline]

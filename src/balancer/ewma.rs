@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::alias::AliasTable;
 use super::cells::{ShardCells, Words};
-use super::{rng, Balance};
+use super::Balance;
 
 /// The time constant of the average and of the idle decay.
 pub const DECAY: Duration = Duration::from_secs(10);
@@ -51,14 +51,10 @@ pub struct Ewma {
 impl Ewma {
     /// Weights below 1 count as 1.
     pub fn new(weights: &[u32], shards: usize, seed: u64) -> Ewma {
-        let cells = ShardCells::new(shards, 1 + WORDS_PER_TARGET * weights.len());
-        for (s, words) in cells.each_shard().enumerate() {
-            words.set(RNG, rng::shard_seed(seed, s));
-        }
         Ewma {
             table: AliasTable::new(weights),
             epoch: Instant::now(),
-            cells,
+            cells: ShardCells::seeded(shards, 1 + WORDS_PER_TARGET * weights.len(), RNG, seed),
         }
     }
 
@@ -151,16 +147,10 @@ impl Balance for Ewma {
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
         let words = self.cells.shard(shard);
-        let first = self.table.draw_usable(words, RNG, usable, None)?;
-        let Some(second) = self.table.draw_usable(words, RNG, usable, Some(first)) else {
-            return Some(first);
-        };
         // Ties go to the first draw, so targets that cannot be told apart share by weight.
-        if Self::cheaper(words, second, first) {
-            Some(second)
-        } else {
-            Some(first)
-        }
+        self.table.pick_of_two(words, RNG, usable, |first, second| {
+            Self::cheaper(words, second, first)
+        })
     }
 
     fn started(&self, shard: usize, i: usize) {

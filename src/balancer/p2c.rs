@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::alias::AliasTable;
 use super::cells::ShardCells;
-use super::{rng, Balance};
+use super::Balance;
 
 /// The shard's words: the generator's state, then one active count per target.
 const RNG: usize = 0;
@@ -27,13 +27,9 @@ pub struct P2c {
 impl P2c {
     /// Weights below 1 count as 1.
     pub fn new(weights: &[u32], shards: usize, seed: u64) -> P2c {
-        let cells = ShardCells::new(shards, ACTIVE + weights.len());
-        for (s, words) in cells.each_shard().enumerate() {
-            words.set(RNG, rng::shard_seed(seed, s));
-        }
         P2c {
             table: AliasTable::new(weights),
-            cells,
+            cells: ShardCells::seeded(shards, ACTIVE + weights.len(), RNG, seed),
         }
     }
 }
@@ -46,18 +42,12 @@ impl Balance for P2c {
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
         let words = self.cells.shard(shard);
-        let first = self.table.draw_usable(words, RNG, usable, None)?;
-        let Some(second) = self.table.draw_usable(words, RNG, usable, Some(first)) else {
-            return Some(first);
-        };
-        let (a, b) = (words.get(ACTIVE + first), words.get(ACTIVE + second));
-        let (wa, wb) = (self.table.weight(first), self.table.weight(second));
-        // b/wb < a/wa, cross-multiplied.
-        if u128::from(b) * u128::from(wa) < u128::from(a) * u128::from(wb) {
-            Some(second)
-        } else {
-            Some(first)
-        }
+        self.table.pick_of_two(words, RNG, usable, |first, second| {
+            let (a, b) = (words.get(ACTIVE + first), words.get(ACTIVE + second));
+            let (wa, wb) = (self.table.weight(first), self.table.weight(second));
+            // b/wb < a/wa, cross-multiplied.
+            u128::from(b) * u128::from(wa) < u128::from(a) * u128::from(wb)
+        })
     }
 
     fn started(&self, shard: usize, i: usize) {

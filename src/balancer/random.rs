@@ -7,7 +7,7 @@
 
 use super::alias::AliasTable;
 use super::cells::ShardCells;
-use super::{rng, Balance};
+use super::Balance;
 
 /// The shard's only word: its generator's state.
 const RNG: usize = 0;
@@ -20,13 +20,9 @@ pub struct Random {
 impl Random {
     /// Weights below 1 count as 1.
     pub fn new(weights: &[u32], shards: usize, seed: u64) -> Random {
-        let cells = ShardCells::new(shards, 1);
-        for (s, words) in cells.each_shard().enumerate() {
-            words.set(RNG, rng::shard_seed(seed, s));
-        }
         Random {
             table: AliasTable::new(weights),
-            cells,
+            cells: ShardCells::seeded(shards, 1, RNG, seed),
         }
     }
 }
