@@ -42,26 +42,15 @@ impl LeastConn {
         least: Load,
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
-        let mut best = None;
-        let mut best_weight = i64::MIN;
-        let mut total = 0;
-        for (i, &w) in self.weights.iter().enumerate() {
-            let load = Load::of(words.get(WORDS_PER_TARGET * i), w);
-            if load.cmp(least) != Ordering::Equal || !usable(i) {
-                continue;
-            }
-            let at = WORDS_PER_TARGET * i + 1;
-            let v = words.get_i64(at) + i64::from(w);
-            words.set_i64(at, v);
-            total += i64::from(w);
-            if v > best_weight {
-                best = Some(i);
-                best_weight = v;
-            }
-        }
-        let best = best?;
-        words.set_i64(WORDS_PER_TARGET * best + 1, best_weight - total);
-        Some(best)
+        super::round_robin::smooth_pick(
+            words,
+            self.weights.iter().map(|&w| i64::from(w)),
+            |i| WORDS_PER_TARGET * i + 1,
+            |i| {
+                let load = Load::of(words.get(WORDS_PER_TARGET * i), self.weights[i]);
+                load.cmp(least) == Ordering::Equal && usable(i)
+            },
+        )
     }
 }
 

@@ -75,29 +75,40 @@ impl RoundRobin {
         None
     }
 
-    /// Every usable target gains its weight, the richest is chosen and pays the usable total.
-    /// Spreads picks evenly instead of in bursts. Unusable targets sit out: their current
-    /// weight is frozen, so the sequence among the usable ones stays smooth.
     fn next_smooth(&self, words: Words<'_>, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
-        let mut best = None;
-        let mut best_weight = i64::MIN;
-        let mut total = 0;
-        for (i, &w) in self.weights.iter().enumerate() {
-            if !usable(i) {
-                continue;
-            }
-            let v = words.get_i64(i) + w;
-            words.set_i64(i, v);
-            total += w;
-            if v > best_weight {
-                best = Some(i);
-                best_weight = v;
-            }
-        }
-        let best = best?;
-        words.set_i64(best, best_weight - total);
-        Some(best)
+        smooth_pick(words, self.weights.iter().copied(), |i| i, usable)
     }
+}
+
+/// Smooth weighted round robin among the `eligible` targets: each gains its weight, the
+/// richest is chosen and pays the eligible total. Spreads picks evenly instead of in bursts.
+/// Targets that are not eligible sit out with their current weight (word `slot(i)`) frozen,
+/// so the sequence among the others stays smooth. Also least_conn's tie-break.
+#[inline]
+pub(super) fn smooth_pick(
+    words: Words<'_>,
+    weights: impl Iterator<Item = i64>,
+    slot: impl Fn(usize) -> usize,
+    eligible: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let mut best = None;
+    let mut best_weight = i64::MIN;
+    let mut total = 0;
+    for (i, w) in weights.enumerate() {
+        if !eligible(i) {
+            continue;
+        }
+        let v = words.get_i64(slot(i)) + w;
+        words.set_i64(slot(i), v);
+        total += w;
+        if v > best_weight {
+            best = Some(i);
+            best_weight = v;
+        }
+    }
+    let best = best?;
+    words.set_i64(slot(best), best_weight - total);
+    Some(best)
 }
 
 impl Balance for RoundRobin {
