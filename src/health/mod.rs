@@ -22,15 +22,15 @@
 //! delays nobody else until more than `MAX_PROBE_THREADS` hang at once. A target has at most one
 //! probe in flight, so a hanging target costs one thread and one connection, not a growing pile.
 //!
-//! # Wiring (for whoever connects it to config and snapshots)
+//! # Wiring
 //!
-//! The registry keeps one `Arc<TargetHealth>` per (upstream, address), like the metrics handles,
-//! and each snapshot's targets hold a clone for the balancer to read with
-//! [`TargetHealth::is_healthy`]. After every snapshot build (start-up and each reload), hand the
-//! checker one [`Probe`] per target of each upstream with a `health_check`, with the registry's
-//! handle. Targets of upstreams without a check are left out of the list; a target that leaves
-//! the list turns healthy if it was not, since nothing would ever turn it back.
-//! [`CheckConfig::validate`] has the checks the config layer should make.
+//! The registry (`snapshot.rs`) keeps one `Arc<TargetHealth>` per (upstream, address), like
+//! the metrics handles, and each snapshot's targets hold a clone for the balancer to read with
+//! [`TargetHealth::is_healthy`]. After every snapshot build (start-up in `control/mod.rs`, each
+//! reload and address swap in `control/reload.rs`) the checker gets
+//! `Snapshot::health_probes`: one [`Probe`] per target of each upstream with a
+//! `health_check`. A target that leaves the list turns healthy if it was not, since nothing
+//! would ever turn it back. `config/validate.rs` refuses what [`CheckConfig::validate`] does.
 
 mod checker;
 mod config;

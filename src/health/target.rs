@@ -49,24 +49,14 @@ impl FailureKind {
 /// Health of one target, shared by every snapshot that has the target (kept in the registry
 /// by (upstream, address), so it survives reloads). Shards read it with one relaxed load.
 ///
-/// The health checker is its only writer. Besides the flag it keeps counters for metrics,
-/// each monotonic from the process start (never reset by a reload):
+/// The health checker is its only writer. Besides the flag it keeps counters, each monotonic
+/// from the process start (never reset by a reload). `/metrics` exports the flag as
+/// `shardgate_upstream_healthy` and [`checks_passed`] / [`checks_failed`] as
+/// `shardgate_upstream_health_checks_total{result="passed"|"failed"}`; the failure kinds and
+/// transition counts are kept for the checker's tests.
 ///
-/// | method                  | suggested series                                                    |
-/// |-------------------------|---------------------------------------------------------------------|
-/// | [`is_healthy`]          | `shardgate_target_healthy{upstream,target}` gauge, 1 or 0           |
-/// | [`checks_passed`]       | `shardgate_health_checks_total{upstream,target,result="success"}`   |
-/// | [`checks_failed`]       | `shardgate_health_checks_total{upstream,target,result="failure"}`   |
-/// | [`failures`]`(kind)`    | `shardgate_health_check_failures_total{upstream,target,kind}`       |
-/// | [`marked_unhealthy`]    | `shardgate_health_transitions_total{upstream,target,to="unhealthy"}`|
-/// | [`marked_healthy`]      | `shardgate_health_transitions_total{upstream,target,to="healthy"}`  |
-///
-/// [`is_healthy`]: TargetHealth::is_healthy
 /// [`checks_passed`]: TargetHealth::checks_passed
 /// [`checks_failed`]: TargetHealth::checks_failed
-/// [`failures`]: TargetHealth::failures
-/// [`marked_unhealthy`]: TargetHealth::marked_unhealthy
-/// [`marked_healthy`]: TargetHealth::marked_healthy
 #[derive(Debug)]
 pub struct TargetHealth {
     /// On its own cache lines: every shard reads it on every pick, and it changes only on a
@@ -98,12 +88,6 @@ impl TargetHealth {
     #[inline]
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Relaxed)
-    }
-
-    /// Sets the flag without counting a transition. The checker counts its own transitions;
-    /// this is for tests elsewhere (a balancer's, say) that need an unhealthy target.
-    pub fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Relaxed);
     }
 
     /// Probes that got an expected status.

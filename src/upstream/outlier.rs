@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
@@ -84,14 +84,10 @@ impl OutlierState {
     }
 }
 
-/// Default policy values, as documented in config.toml.
-pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
-pub const DEFAULT_BASE_EJECTION_TIME: Duration = Duration::from_secs(30);
-pub const DEFAULT_MAX_EJECTION_PERCENT: u32 = 10;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn policy(failures: u32, percent: u32) -> Outlier {
         Outlier {
