@@ -1,4 +1,4 @@
-//! Configuration: the TOML file ([`file`]) is validated into typed, resolved values
+//! Configuration: the TOML file ([`mod@file`]) is validated into typed, resolved values
 //! ([`validate`]). Every problem is reported with its key path, all at once, like `nginx -t`.
 
 pub mod file;

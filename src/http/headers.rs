@@ -25,6 +25,9 @@ pub enum Kind {
     Date,
     Server,
     MaxForwards,
+    // Read for the access log.
+    Referer,
+    UserAgent,
 }
 
 impl Kind {
@@ -39,9 +42,11 @@ impl Kind {
             6 if is(b"expect") => Kind::Expect,
             6 if is(b"server") => Kind::Server,
             7 if is(b"trailer") => Kind::Trailer,
+            7 if is(b"referer") => Kind::Referer,
             7 if is(b"upgrade") => Kind::Upgrade,
             10 if is(b"connection") => Kind::Connection,
             10 if is(b"keep-alive") => Kind::KeepAlive,
+            10 if is(b"user-agent") => Kind::UserAgent,
             12 if is(b"x-request-id") => Kind::XRequestId,
             12 if is(b"max-forwards") => Kind::MaxForwards,
             14 if is(b"content-length") => Kind::ContentLength,
@@ -199,6 +204,8 @@ mod tests {
         assert_eq!(Kind::of(b"Content-Length"), Kind::ContentLength);
         assert_eq!(Kind::of(b"TRANSFER-ENCODING"), Kind::TransferEncoding);
         assert_eq!(Kind::of(b"x-forwarded-for"), Kind::XForwardedFor);
+        assert_eq!(Kind::of(b"User-Agent"), Kind::UserAgent);
+        assert_eq!(Kind::of(b"referer"), Kind::Referer);
         assert_eq!(Kind::of(b"content-type"), Kind::Other);
         assert!(Kind::of(b"Keep-Alive").is_hop_by_hop());
         assert!(!Kind::of(b"Content-Length").is_hop_by_hop());

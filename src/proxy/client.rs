@@ -247,13 +247,9 @@ fn access_entry<'a>(
     // A head that was never parsed leaves the scratch describing an earlier request, and a read
     // that timed out took the buffer (and the head in it) along.
     let head = (r.parsed && buf.len() >= s.head.len).then_some(&s.head);
-    let field = |name: &str| {
-        head.and_then(|h| {
-            h.fields
-                .iter()
-                .find(|f| f.name(buf).eq_ignore_ascii_case(name.as_bytes()))
-        })
-        .map_or(&b""[..], |f| f.value(buf))
+    let field = |kind: Kind| {
+        head.and_then(|h| h.fields.iter().find(|f| f.kind == kind))
+            .map_or(&b""[..], |f| f.value(buf))
     };
     let upstream = r.upstream.as_ref();
     crate::access_log::Entry {
@@ -278,8 +274,8 @@ fn access_entry<'a>(
             snap.config.routes[i].name.as_str()
         }),
         request_id: &s.request_id,
-        referer: field("referer"),
-        user_agent: field("user-agent"),
+        referer: field(Kind::Referer),
+        user_agent: field(Kind::UserAgent),
     }
 }
 
