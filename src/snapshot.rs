@@ -158,11 +158,22 @@ impl Snapshot {
     }
 
     pub fn build(config: Config, hash: String, registry: &mut Registry, shards: usize) -> Snapshot {
-        let mut upstreams = config
+        // Upstreams some route retries on: their retry budget is a share of their requests.
+        let retried: std::collections::HashSet<usize> = config
+            .routes
+            .iter()
+            .filter(|r| r.retry.is_some())
+            .filter_map(|r| match r.action {
+                crate::config::Action::Proxy { upstream, .. } => Some(upstream),
+                _ => None,
+            })
+            .collect();
+        let upstreams = config
             .upstreams
             .iter()
             .zip(&config.source.upstreams)
-            .map(|(u, written)| {
+            .enumerate()
+            .map(|(index, (u, written))| {
                 let targets: Vec<TargetRef> = u
                     .targets
                     .iter()
@@ -202,19 +213,11 @@ impl Snapshot {
                     requests,
                     pending,
                     retries,
-                    count_requests: false,
+                    count_requests: u.circuit_breaker.max_requests != u32::MAX
+                        || retried.contains(&index),
                 }
             })
-            .collect::<Vec<_>>();
-        for (u, state) in config.upstreams.iter().zip(&mut upstreams) {
-            state.count_requests = u.circuit_breaker.max_requests != u32::MAX;
-        }
-        for r in &config.routes {
-            if let (crate::config::Action::Proxy { upstream, .. }, Some(_)) = (&r.action, &r.retry)
-            {
-                upstreams[*upstream].count_requests = true;
-            }
-        }
+            .collect();
         let route_metrics = config
             .routes
             .iter()
