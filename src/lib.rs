@@ -5,8 +5,9 @@
 //! One request, from accept to response, and the file for each step:
 //!
 //! ```text
-//! main.rs                  CLI: load config, bind, start shards, print `listening`
-//! config/                  file.rs (raw TOML) → validate.rs (typed Config, key-path errors)
+//! main.rs                  CLI: parse flags, load the config, hand over to control::run
+//! config/                  file.rs (raw TOML) → validate.rs (typed Config, key-path errors);
+//!                          resolve.rs turns targets[] into addresses and resolve settings
 //! snapshot.rs              everything a shard reads, built per (re)load, swapped via arc-swap
 //! shared.rs                the ArcSwap and process-wide counters shards share
 //! shard/                   one pinned thread + monoio runtime per CPU

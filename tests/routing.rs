@@ -305,3 +305,34 @@ fn direct_route_answers_its_status_body_and_content_type() {
         assert_eq!(client.get("/tea").body_str(), "short and stout");
     });
 }
+
+#[test]
+fn a_prefix_written_encoded_is_stripped_as_it_matches() {
+    // Requests match the normalised prefix (`/%7Euser` is `/~user`, `/a/./b` is `/a/b`), so
+    // the prefix a rewrite removes must be that same normalised one.
+    let origin = Origin::echo_target();
+    let gw = Conf::new("epoll")
+        .upstream("o", &[origin.addr()])
+        .route(
+            "tilde",
+            "path_prefix = \"/%7Euser\"\nupstream = \"o\"\nstrip_prefix = true",
+        )
+        .route(
+            "dots",
+            "path_prefix = \"/a/./b/\"\nupstream = \"o\"\nrewrite_prefix = \"/v2\"",
+        )
+        .start();
+    for (path, forwarded) in [
+        ("/~user/x", "/x"),
+        ("/%7Euser/x", "/x"),
+        ("/a/b/c", "/v2/c"),
+    ] {
+        let mut client = Client::connect(gw.addr());
+        let resp = client.get(path);
+        assert_eq!(
+            (resp.status, resp.body_str().as_str()),
+            (200, forwarded),
+            "GET {path}"
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! The admin listener: `GET /healthz`, `GET /metrics`, `GET /config`, `POST /reload`.
+//! The admin listener: `GET /healthz`, `GET /metrics`, `GET /config`, `GET /upstreams`,
+//! `POST /reload`.
 //!
 //! Plain std threads, no async runtime: one thread accepts, and each connection gets its own
 //! short-lived thread with read and write deadlines, so a slow admin client holds up only

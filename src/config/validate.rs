@@ -492,12 +492,12 @@ fn route(
             );
             None
         }
-        (PathRule::Prefix(p), true, None) => Some((p.clone(), "/".to_string())),
+        (PathRule::Prefix(p), true, None) => Some((matched_prefix(p), "/".to_string())),
         (PathRule::Prefix(p), false, Some(to)) => {
             if !to.starts_with('/') {
                 errs.push(key("rewrite_prefix"), "must start with '/'");
             }
-            Some((p.clone(), to.clone()))
+            Some((matched_prefix(p), to.clone()))
         }
         (_, true, None) => {
             errs.push(key("strip_prefix"), "needs path_prefix");
@@ -583,6 +583,16 @@ fn route(
             .collect(),
     };
     (route, rule)
+}
+
+/// A `path_prefix` as requests are matched against it (normalised: `/%7Euser` is `/~user`),
+/// which is what a rewrite must take off. One that does not normalise is reported by the
+/// router and kept as written here.
+fn matched_prefix(prefix: &str) -> String {
+    crate::router::path_key(prefix, true)
+        .ok()
+        .and_then(|key| String::from_utf8(key.into_vec()).ok())
+        .unwrap_or_else(|| prefix.to_string())
 }
 
 /// The route's retry policy: its `[retry]` keys over its upstream's policy.

@@ -28,6 +28,8 @@ mod host;
 mod lengths;
 mod rewrite;
 mod rule;
+
+pub(crate) use rule::path_key;
 mod tier;
 
 #[cfg(test)]
