@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::http::token::is_token;
 use crate::router::Router;
 
 pub use validate::{validate, MAX_HEADERS_CEILING};
@@ -172,19 +173,13 @@ impl HashOn {
         match s.split_once(':') {
             None if s == "ip" => Ok(HashOn::Ip),
             None if s == "path" => Ok(HashOn::Path),
-            Some(("header", name)) if is_token(name) => Ok(HashOn::Header(name.to_ascii_lowercase())),
-            Some(("cookie", name)) if is_token(name) => Ok(HashOn::Cookie(name.to_string())),
+            Some(("header", name)) if is_token(name.as_bytes()) => Ok(HashOn::Header(name.to_ascii_lowercase())),
+            Some(("cookie", name)) if is_token(name.as_bytes()) => Ok(HashOn::Cookie(name.to_string())),
             _ => Err(format!(
                 "{s:?} is not a hash key; expected \"ip\", \"path\", \"header:NAME\" or \"cookie:NAME\""
             )),
         }
     }
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[derive(Debug, Clone)]

@@ -544,7 +544,7 @@ fn route(
                     "strip_prefix and rewrite_prefix apply only to upstream routes",
                 );
             }
-            if !is_valid_field_value(&d.content_type) {
+            if !crate::http::token::is_field_value(d.content_type.as_bytes()) {
                 errs.push(key("direct.content_type"), "is not a valid header value");
             }
             Some(Action::Direct {
@@ -679,9 +679,4 @@ fn is_valid_host(h: &str) -> bool {
         && h.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
         })
-}
-
-fn is_valid_field_value(v: &str) -> bool {
-    v.bytes()
-        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
 }

@@ -19,6 +19,8 @@
 use std::fmt;
 use std::ops::Range;
 
+use super::token::{hex_value, is_tchar};
+
 /// Longest chunk-size line we accept, counting every byte from the first size
 /// digit through the terminating CRLF, extensions included.
 ///
@@ -424,53 +426,10 @@ fn step_trailer(state: State, byte: u8) -> Result<State, ChunkedError> {
     }
 }
 
-/// HEXDIG (RFC 5234 B.1), which is case-insensitive like every ABNF literal.
-fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// CTL (RFC 5234 B.1).
 fn is_ctl(byte: u8) -> bool {
     byte < 0x20 || byte == 0x7f
 }
-
-/// tchar (RFC 9110 §5.6.2): the characters of a token, hence of a field name.
-fn is_tchar(byte: u8) -> bool {
-    TCHAR[usize::from(byte)]
-}
-
-static TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < table.len() {
-        let b = i as u8;
-        table[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        i += 1;
-    }
-    table
-};
 
 /// Appends the chunk-size line for a chunk of `len` bytes (`"1a2b\r\n"`) to
 /// `out`; the chunk's data and then [`CHUNK_TRAILER_CRLF`] follow it.

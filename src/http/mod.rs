@@ -9,6 +9,7 @@ pub mod path;
 mod path_model_tests;
 pub mod request;
 pub mod response;
+pub mod token;
 
 /// Why a request head was refused. [`ParseError::status`] is the one place that maps each to
 /// the status the client receives.

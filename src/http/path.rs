@@ -123,12 +123,7 @@ fn decode_segment(segment: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 fn hex_value(digit: u8) -> Result<u8, PathError> {
-    match digit {
-        b'0'..=b'9' => Ok(digit - b'0'),
-        b'a'..=b'f' => Ok(digit - b'a' + 10),
-        b'A'..=b'F' => Ok(digit - b'A' + 10),
-        _ => Err(PathError::BadPercentEncoding),
-    }
+    super::token::hex_value(digit).ok_or(PathError::BadPercentEncoding)
 }
 
 /// RFC 3986 §2.3.

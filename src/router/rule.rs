@@ -2,6 +2,7 @@
 
 use super::guard::HeaderCondition;
 use crate::http::path::{normalize, PathError};
+use crate::http::token::{is_field_value, is_token};
 
 /// The path of a configured `path` / `path_prefix`, as the table key it is stored under.
 ///
@@ -41,7 +42,7 @@ pub(crate) fn method(raw: &str) -> Result<Box<[u8]>, String> {
     if raw.is_empty() {
         return Err("method must not be empty".into());
     }
-    if !raw.bytes().all(is_tchar) {
+    if !is_token(raw.as_bytes()) {
         return Err(format!("{raw:?} is not a valid HTTP method token"));
     }
     Ok(raw.as_bytes().into())
@@ -49,14 +50,11 @@ pub(crate) fn method(raw: &str) -> Result<Box<[u8]>, String> {
 
 /// A header condition: the name (a token, stored lowercase) and the exact value to compare.
 pub(crate) fn header(name: &str, value: &str) -> Result<HeaderCondition, String> {
-    if name.is_empty() || !name.bytes().all(is_tchar) {
+    if !is_token(name.as_bytes()) {
         return Err(format!("{name:?} is not a valid header name"));
     }
     // RFC 9110 §5.5: field-content is VCHAR / obs-text with inner SP and HTAB.
-    if !value
-        .bytes()
-        .all(|b| b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80)
-    {
+    if !is_field_value(value.as_bytes()) {
         return Err("header value contains a control character".into());
     }
     // Parsers strip surrounding whitespace from field values, so such a rule could never match.
@@ -64,11 +62,6 @@ pub(crate) fn header(name: &str, value: &str) -> Result<HeaderCondition, String>
         return Err("header value must not start or end with whitespace".into());
     }
     Ok((name.to_ascii_lowercase().into(), value.as_bytes().into()))
-}
-
-/// RFC 9110 §5.6.2.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
