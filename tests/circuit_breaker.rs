@@ -6,17 +6,6 @@ mod common;
 
 use common::*;
 
-/// An origin that holds `/slow` until `gate` opens and echoes the target.
-fn held_origin(gate: &Gate) -> Origin {
-    let gate = gate.clone();
-    Origin::start(move |req| {
-        if req.target == "/slow" {
-            gate.wait();
-        }
-        Reply::ok(req.target.clone())
-    })
-}
-
 fn gateway(driver: &str, origin: &Origin, breaker: &str) -> Gateway {
     Conf::new(driver)
         .upstream_with(
@@ -30,13 +19,6 @@ fn gateway(driver: &str, origin: &Origin, breaker: &str) -> Gateway {
 }
 
 /// Sends `GET /slow` on a new connection and waits until the origin holds it.
-fn hold(gw: &Gateway, origin: &Origin) -> Client {
-    let mut client = Client::connect(gw.addr());
-    client.send(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n");
-    assert_eq!(origin.recv().target, "/slow");
-    client
-}
-
 fn assert_overloaded(resp: &Response) {
     assert_eq!(resp.status, 503, "{resp:?}");
     assert_eq!(
@@ -51,7 +33,7 @@ fn assert_overloaded(resp: &Response) {
 fn max_requests_answers_503_at_once_and_other_routes_keep_serving() {
     for_each_driver(|driver| {
         let gate = Gate::new();
-        let origin = held_origin(&gate);
+        let origin = Origin::held(&gate);
         let gw = gateway(driver, &origin, "max_requests = 2");
         let mut held: Vec<Client> = (0..2).map(|_| hold(&gw, &origin)).collect();
 
@@ -79,7 +61,7 @@ fn max_requests_answers_503_at_once_and_other_routes_keep_serving() {
 fn max_connections_without_pending_refuses_a_second_connection() {
     for_each_driver(|driver| {
         let gate = Gate::new();
-        let origin = held_origin(&gate);
+        let origin = Origin::held(&gate);
         let gw = gateway(driver, &origin, "max_connections = 1\nmax_pending = 0");
         let mut first = hold(&gw, &origin);
 
@@ -104,7 +86,7 @@ fn max_connections_without_pending_refuses_a_second_connection() {
 fn a_pending_request_waits_for_the_connection_and_pending_is_capped() {
     for_each_driver(|driver| {
         let gate = Gate::new();
-        let origin = held_origin(&gate);
+        let origin = Origin::held(&gate);
         let gw = gateway(driver, &origin, "max_connections = 1\nmax_pending = 1");
         let mut first = hold(&gw, &origin);
 

@@ -398,18 +398,20 @@ fn check_resolves_through_the_resolver_and_names_what_failed() {
 
 #[test]
 fn host_header_target_sends_the_name_as_written() {
-    // Virtual-hosted origins know themselves by name, not by the address it resolves to.
-    let w = start(
-        "epoll",
-        &[("a", false)],
-        &[ip(2)],
-        "host_header = \"target\"",
-    );
-    let mut client = Client::connect(w.gw.addr());
-    assert_eq!(client.get("/x").body_str(), "a");
-    let seen = w.origins[0].recv();
-    assert_eq!(
-        seen.header("host"),
-        Some(format!("{NAME}:{}", w.port).as_str())
-    );
+    for_each_driver(|driver| {
+        // Virtual-hosted origins know themselves by name, not by the address it resolves to.
+        let w = start(
+            driver,
+            &[("a", false)],
+            &[ip(2)],
+            "host_header = \"target\"",
+        );
+        let mut client = Client::connect(w.gw.addr());
+        assert_eq!(client.get("/x").body_str(), "a");
+        let seen = w.origins[0].recv();
+        assert_eq!(
+            seen.header("host"),
+            Some(format!("{NAME}:{}", w.port).as_str())
+        );
+    });
 }

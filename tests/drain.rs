@@ -12,17 +12,6 @@ mod common;
 use common::*;
 use std::net::SocketAddr;
 
-/// An origin that holds `/slow` until `gate` opens and echoes the target.
-fn held_origin(gate: &Gate) -> Origin {
-    let gate = gate.clone();
-    Origin::start(move |req| {
-        if req.target == "/slow" {
-            gate.wait();
-        }
-        Reply::ok(req.target.clone())
-    })
-}
-
 fn conf(driver: &str, admin: SocketAddr, origin: &Origin, drain_timeout: &str) -> Conf {
     Conf::new(driver)
         .server(&format!("drain_timeout = \"{drain_timeout}\""))
@@ -44,7 +33,7 @@ fn wait_draining_logged(gw: &Gateway, mark: usize) {
 fn sigterm_finishes_in_flight_closes_idle_and_refuses_new_connections() {
     for_each_driver(|driver| {
         let gate = Gate::new();
-        let origin = held_origin(&gate);
+        let origin = Origin::held(&gate);
         let mut gw = conf(driver, free_addr("127.0.0.1"), &origin, "30s").start();
         let admin = gw.admin();
         assert_eq!(admin.get("/healthz").0, 200, "serving");
@@ -53,9 +42,7 @@ fn sigterm_finishes_in_flight_closes_idle_and_refuses_new_connections() {
         let mut idle = Client::connect(gw.addr());
         assert_eq!(idle.get("/idle").status, 200);
         assert_eq!(origin.recv().target, "/idle");
-        let mut busy = Client::connect(gw.addr());
-        busy.send(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n");
-        assert_eq!(origin.recv().target, "/slow");
+        let mut busy = hold(&gw, &origin);
 
         let mark = gw.log_mark();
         gw.signal(libc::SIGTERM);
@@ -119,11 +106,9 @@ fn sigint_drains_and_idle_keep_alive_connections_do_not_hold_the_exit() {
 fn a_second_signal_exits_at_once() {
     for_each_driver(|driver| {
         let gate = Gate::new();
-        let origin = held_origin(&gate);
+        let origin = Origin::held(&gate);
         let mut gw = conf(driver, free_addr("127.0.0.1"), &origin, "30s").start();
-        let mut busy = Client::connect(gw.addr());
-        busy.send(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n");
-        assert_eq!(origin.recv().target, "/slow");
+        let _busy = hold(&gw, &origin);
 
         let mark = gw.log_mark();
         gw.signal(libc::SIGTERM);

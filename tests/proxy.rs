@@ -516,3 +516,81 @@ fn http10_client_never_gets_chunked() {
         }
     });
 }
+
+#[test]
+fn the_pool_keeps_at_most_max_idle_per_target() {
+    for_each_driver(|driver| {
+        let gate = Gate::new();
+        let origin = Origin::held(&gate);
+        let gw = Conf::new(driver)
+            .admin(free_addr("127.0.0.1"))
+            .upstream_with(
+                "o",
+                &[(origin.addr(), 1)],
+                "pool = { max_idle_per_target = 1 }",
+            )
+            .proxy_all("o")
+            .start();
+        // Three requests in flight at once need three upstream connections.
+        let mut held: Vec<Client> = (0..3).map(|_| hold(&gw, &origin)).collect();
+        assert_eq!(origin.connections(), 3);
+        gate.open();
+        for client in &mut held {
+            assert_eq!(client.read_response().status, 200);
+        }
+        // Back in the pool: one is kept, the other two are closed.
+        let admin = gw.admin();
+        let label = origin.addr().to_string();
+        let labels = [("upstream", "o"), ("target", label.as_str())];
+        eventually("one idle connection left", || {
+            let idle = admin.metric("shardgate_upstream_pool_idle_connections", &labels);
+            let open =
+                admin.get_json("/upstreams")["upstreams"][0]["targets"][0]["connections"].as_u64();
+            (idle == Some(1.0) && open == Some(1)).then_some(())
+        });
+        assert_eq!(Client::connect(gw.addr()).get("/again").status, 200);
+        assert_eq!(origin.connections(), 3, "the kept connection was reused");
+    });
+}
+
+#[test]
+fn an_idle_pooled_connection_is_closed_after_idle_timeout() {
+    for_each_driver(|driver| {
+        let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let origin = {
+            let closed = closed.clone();
+            Origin::raw(move |mut conn| {
+                if let Some(req) = conn.read_request() {
+                    conn.reply(&req, &Reply::ok(req.target.clone()));
+                }
+                if conn.index == 0 {
+                    // Keep-alive: the gateway pools this connection, then lets it go.
+                    conn.wait_for_close();
+                    closed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        };
+        let gw = Conf::new(driver)
+            .upstream_with(
+                "o",
+                &[(origin.addr(), 1)],
+                "pool = { idle_timeout = \"200ms\" }",
+            )
+            .proxy_all("o")
+            .start();
+        assert_eq!(
+            Client::connect(gw.addr()).get("/first").body_str(),
+            "/first"
+        );
+        eventually("the gateway closes its idle upstream connection", || {
+            closed
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then_some(())
+        });
+        assert_eq!(
+            Client::connect(gw.addr()).get("/second").body_str(),
+            "/second"
+        );
+        assert_eq!(origin.connections(), 2);
+    });
+}

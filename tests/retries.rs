@@ -101,16 +101,18 @@ fn a_refused_connection_is_tried_again_on_the_other_target() {
 
 #[test]
 fn without_a_retry_policy_the_refusal_reaches_the_client() {
-    // The control for the test above: the same upstream with no [retry] gives 502s.
-    let good = Origin::named("good");
-    let gw = Conf::new("epoll")
-        .upstream("o", &[dead_addr(), good.addr()])
-        .proxy_all("o")
-        .start();
-    let mut client = Client::connect(gw.addr());
-    let statuses: Vec<u16> = (0..4).map(|_| client.get("/").status).collect();
-    assert!(statuses.contains(&502), "{statuses:?}");
-    assert!(statuses.contains(&200), "{statuses:?}");
+    for_each_driver(|driver| {
+        // The control for the test above: the same upstream with no [retry] gives 502s.
+        let good = Origin::named("good");
+        let gw = Conf::new(driver)
+            .upstream("o", &[dead_addr(), good.addr()])
+            .proxy_all("o")
+            .start();
+        let mut client = Client::connect(gw.addr());
+        let statuses: Vec<u16> = (0..4).map(|_| client.get("/").status).collect();
+        assert!(statuses.contains(&502), "{statuses:?}");
+        assert!(statuses.contains(&200), "{statuses:?}");
+    });
 }
 
 #[test]
@@ -165,47 +167,51 @@ fn a_post_that_was_sent_is_never_sent_again() {
 
 #[test]
 fn a_route_may_allow_retrying_a_post() {
-    let (sick, sick_seen) = counting(503);
-    let (good, good_seen) = counting(200);
-    let gw = gateway(
-        "epoll",
-        &[sick.addr(), good.addr()],
-        "on = [\"503\"]",
-        "retry_non_idempotent = true",
-    );
-    let mut client = Client::connect(gw.addr());
-    for _ in 0..6 {
-        client.send(b"POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
-        assert_eq!(client.read_response().status, 200);
-    }
-    assert_eq!(good_seen.load(Ordering::SeqCst), 6);
-    assert!(sick_seen.load(Ordering::SeqCst) >= 1);
+    for_each_driver(|driver| {
+        let (sick, sick_seen) = counting(503);
+        let (good, good_seen) = counting(200);
+        let gw = gateway(
+            driver,
+            &[sick.addr(), good.addr()],
+            "on = [\"503\"]",
+            "retry_non_idempotent = true",
+        );
+        let mut client = Client::connect(gw.addr());
+        for _ in 0..6 {
+            client.send(b"POST /order HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+            assert_eq!(client.read_response().status, 200);
+        }
+        assert_eq!(good_seen.load(Ordering::SeqCst), 6);
+        assert!(sick_seen.load(Ordering::SeqCst) >= 1);
+    });
 }
 
 #[test]
 fn a_route_retry_table_overrides_its_upstream_key_by_key() {
-    // The upstream retries only connect failures; the route adds 503 and keeps the rest.
-    let (sick, _) = counting(503);
-    let (good, good_seen) = counting(200);
-    let gw = Conf::new("epoll")
-        .upstream_with(
-            "o",
-            &[(sick.addr(), 1), (good.addr(), 1)],
-            "[upstreams.retry]\non = [\"connect_failure\"]\nattempts = 2",
-        )
-        .route(
-            "retrying",
-            "path_prefix = \"/r\"\nupstream = \"o\"\n[routes.retry]\non = [\"503\"]",
-        )
-        .route("plain", "upstream = \"o\"")
-        .start();
-    let mut client = Client::connect(gw.addr());
-    for _ in 0..4 {
-        assert_eq!(client.get("/r").status, 200);
-    }
-    assert_eq!(good_seen.load(Ordering::SeqCst), 4);
-    let plain: Vec<u16> = (0..4).map(|_| client.get("/p").status).collect();
-    assert!(plain.contains(&503), "{plain:?}");
+    for_each_driver(|driver| {
+        // The upstream retries only connect failures; the route adds 503 and keeps the rest.
+        let (sick, _) = counting(503);
+        let (good, good_seen) = counting(200);
+        let gw = Conf::new(driver)
+            .upstream_with(
+                "o",
+                &[(sick.addr(), 1), (good.addr(), 1)],
+                "[upstreams.retry]\non = [\"connect_failure\"]\nattempts = 2",
+            )
+            .route(
+                "retrying",
+                "path_prefix = \"/r\"\nupstream = \"o\"\n[routes.retry]\non = [\"503\"]",
+            )
+            .route("plain", "upstream = \"o\"")
+            .start();
+        let mut client = Client::connect(gw.addr());
+        for _ in 0..4 {
+            assert_eq!(client.get("/r").status, 200);
+        }
+        assert_eq!(good_seen.load(Ordering::SeqCst), 4);
+        let plain: Vec<u16> = (0..4).map(|_| client.get("/p").status).collect();
+        assert!(plain.contains(&503), "{plain:?}");
+    });
 }
 
 #[test]
@@ -492,27 +498,29 @@ fn a_client_that_stops_reading_is_not_its_targets_per_try_timeout() {
 
 #[test]
 fn the_access_log_counts_the_tries() {
-    // One target whose first connection drops the request: the second try answers.
-    let origin = drops_the_first_request(|_| Reply::ok("second"));
-    let log = TempPath::new("retries-access-log");
-    let gw = Conf::new("epoll")
-        .access_log("json", log.path())
-        .upstream_with(
-            "o",
-            &[(origin.addr(), 1)],
-            "[upstreams.retry]\non = [\"reset\"]\nbackoff_base = \"0s\"",
-        )
-        .proxy_all("o")
-        .start();
-    let mut client = Client::connect(gw.addr());
-    assert_eq!(client.get("/retried").body_str(), "second");
-    let line = eventually("the request's log line", || {
-        let text = std::fs::read_to_string(log.path()).ok()?;
-        text.lines()
-            .find(|l| l.contains("\"/retried\""))
-            .map(str::to_string)
+    for_each_driver(|driver| {
+        // One target whose first connection drops the request: the second try answers.
+        let origin = drops_the_first_request(|_| Reply::ok("second"));
+        let log = TempPath::new("retries-access-log");
+        let gw = Conf::new(driver)
+            .access_log("json", log.path())
+            .upstream_with(
+                "o",
+                &[(origin.addr(), 1)],
+                "[upstreams.retry]\non = [\"reset\"]\nbackoff_base = \"0s\"",
+            )
+            .proxy_all("o")
+            .start();
+        let mut client = Client::connect(gw.addr());
+        assert_eq!(client.get("/retried").body_str(), "second");
+        let line = eventually("the request's log line", || {
+            let text = std::fs::read_to_string(log.path()).ok()?;
+            text.lines()
+                .find(|l| l.contains("\"/retried\""))
+                .map(str::to_string)
+        });
+        let line: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        assert_eq!(line["upstream_tries"], 2, "{line}");
+        assert_eq!(line["upstream"], origin.addr().to_string(), "{line}");
     });
-    let line: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
-    assert_eq!(line["upstream_tries"], 2, "{line}");
-    assert_eq!(line["upstream"], origin.addr().to_string(), "{line}");
 }

@@ -77,3 +77,45 @@ fn a_stalled_body_with_the_access_log_on_leaves_the_gateway_serving() {
         assert!(gw.is_running());
     });
 }
+
+/// One request to an upstream at `addr` with `timeouts` set: it gets 504, and of the step
+/// timeouts only `fired` is counted, once.
+fn step_timeout(driver: &str, addr: std::net::SocketAddr, timeouts: &str, fired: &str) {
+    let gw = Conf::new(driver)
+        .admin(free_addr("127.0.0.1"))
+        .upstream_with("o", &[(addr, 1)], timeouts)
+        .proxy_all("o")
+        .start();
+    let resp = Client::connect(gw.addr()).get("/");
+    assert_eq!(resp.status, 504, "{resp:?}");
+    resp.assert_generated();
+    let admin = gw.admin();
+    let label = addr.to_string();
+    for phase in ["connect", "read", "write", "per_try"] {
+        let count = admin.metric(
+            "shardgate_upstream_timeouts_total",
+            &[("upstream", "o"), ("target", &label), ("phase", phase)],
+        );
+        let want = if phase == fired { 1.0 } else { 0.0 };
+        assert_eq!(count, Some(want), "phase {phase}");
+    }
+}
+
+#[test]
+fn connect_timeout_is_504_and_counted_as_a_connect_timeout() {
+    for_each_driver(|driver| {
+        let (addr, _held) = blackhole_addr();
+        step_timeout(driver, addr, "connect_timeout = \"200ms\"", "connect");
+    });
+}
+
+#[test]
+fn read_timeout_is_504_and_counted_as_a_read_timeout() {
+    for_each_driver(|driver| {
+        let origin = Origin::raw(|mut conn| {
+            conn.read_request();
+            conn.stall();
+        });
+        step_timeout(driver, origin.addr(), "read_timeout = \"200ms\"", "read");
+    });
+}

@@ -4,7 +4,7 @@
 //! The rules that keep this off the shards' backs:
 //! - each shard writes only its own cache-padded slot (`per_shard.rs`), with relaxed atomics,
 //!   and the scrape adds the slots up;
-//! - the `record*` methods take no lock and allocate nothing (`tests/metrics_alloc.rs`);
+//! - the `record*` methods take no lock and allocate nothing (`tests/no_alloc.rs`);
 //! - series live in a registry keyed by route name and by (upstream name, target address),
 //!   filled at snapshot build time; snapshots hold the `Arc`s it hands out, so a reload that
 //!   keeps a route or target keeps counting on the same series instead of resetting it.

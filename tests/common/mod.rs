@@ -22,7 +22,8 @@ pub mod wire;
 pub use admin::{label_values, metric, Admin};
 pub use client::{Client, Response};
 pub use gateway::{
-    check, drivers, for_each_driver, run_cli, Conf, Gateway, TempConfig, TempPath, BIN,
+    check, drivers, for_each_driver, io_uring_available, run_cli, Conf, Gateway, TempConfig,
+    TempPath, BIN,
 };
 pub use origin::{BodyFraming, Gate, Origin, RawConn, Reply, Request};
 pub use wire::{checksum, pattern};
@@ -47,6 +48,27 @@ pub fn dead_addr() -> SocketAddr {
     addr
 }
 
+/// An address where a connection is never established: a listener that never accepts, with
+/// its backlog already full, so the kernel drops further SYNs and `connect` hangs (as behind
+/// a firewall that drops). Keep the returned guard alive for as long as the address is used.
+pub fn blackhole_addr() -> (SocketAddr, Vec<socket2::Socket>) {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&any.into()).unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut held = vec![listener];
+    // A backlog of 0 still queues one connection; two more leave no room.
+    for _ in 0..3 {
+        let filler = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        filler.set_nonblocking(true).unwrap();
+        let _ = filler.connect(&addr.into());
+        held.push(filler);
+    }
+    (addr, held)
+}
+
 /// A port free right now on `ip` (bound, then released), for configs that
 /// need a known address. `ip` is a loopback address such as "127.0.0.2".
 ///
@@ -65,6 +87,15 @@ pub fn free_addr(ip: &str) -> SocketAddr {
         }
     }
     panic!("no free port below the ephemeral range on {ip}");
+}
+
+/// Sends `GET /slow` through `gw` and returns once `origin` (an [`Origin::held`]) holds it:
+/// a request in flight until the gate opens. Its response is still to read.
+pub fn hold(gw: &Gateway, origin: &Origin) -> Client {
+    let mut client = Client::connect(gw.addr());
+    client.send(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(origin.recv().target, "/slow");
+    client
 }
 
 /// Polls `probe` every 10 ms until it returns Some, for at most EVENT_GUARD;

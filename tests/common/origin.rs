@@ -315,6 +315,18 @@ impl Origin {
         Origin::start(|req| Reply::ok(req.target.clone()))
     }
 
+    /// Echoes the target, holding `/slow` until `gate` opens: a request kept in flight for
+    /// as long as a test needs (see [`crate::common::hold`]).
+    pub fn held(gate: &Gate) -> Origin {
+        let gate = gate.clone();
+        Origin::start(move |req| {
+            if req.target == "/slow" {
+                gate.wait();
+            }
+            Reply::ok(req.target.clone())
+        })
+    }
+
     /// Answers 200 with the request body as the body.
     pub fn echo_body() -> Origin {
         Origin::start(|req| Reply::ok(req.body.clone()))

@@ -1,10 +1,12 @@
-//! The request path's promise for metrics: every `record*` call allocates nothing. This lives
-//! in its own test binary because proving it takes a counting global allocator.
+//! Promises of the request path that take a counting global allocator to prove, hence a test
+//! binary of their own: every metrics `record*` call allocates nothing, and neither does the
+//! chunked decoder, which runs once per read on every chunked body.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
+use shardgate::http::chunked::{encode_chunk_header, ChunkedDecoder, CHUNK_TRAILER_CRLF};
 use shardgate::metrics::{Metrics, UpstreamErrorKind};
 
 struct CountingAlloc;
@@ -104,4 +106,43 @@ fn the_counter_sees_allocations() {
     // Guards the test above against a counter that counts nothing.
     let n = allocations_during(|| drop(std::hint::black_box(vec![1u8; 16])));
     assert_eq!(n, 1);
+}
+
+#[test]
+fn decode_does_not_allocate() {
+    let mut wire = Vec::new();
+    for len in [1usize, 16, 300, 8192] {
+        encode_chunk_header(len, &mut wire);
+        wire.resize(wire.len() + len, b'd');
+        wire.extend_from_slice(CHUNK_TRAILER_CRLF);
+    }
+    wire.extend_from_slice(b"0;ext=\"v\"\r\nX-Checksum: abc\r\n\r\n");
+
+    for read_size in [1, 7, 64, 4096, wire.len()] {
+        let mut decoder = ChunkedDecoder::new();
+        let mut data = 0;
+        let mut done = false;
+        let before = ALLOCATIONS.with(Cell::get);
+        for read in wire.chunks(read_size) {
+            let progress = decoder
+                .decode(read, &mut |range| data += range.len())
+                .expect("valid body");
+            done = progress.done;
+        }
+        let after = ALLOCATIONS.with(Cell::get);
+        assert_eq!(after, before, "decode allocated with reads of {read_size}");
+        assert!(done);
+        assert_eq!(data, 1 + 16 + 300 + 8192);
+    }
+}
+
+#[test]
+fn encode_chunk_header_allocates_only_to_grow_out() {
+    let mut out = Vec::with_capacity(64);
+    let before = ALLOCATIONS.with(Cell::get);
+    for len in [0, 1, 0x1a2b, usize::MAX] {
+        out.clear();
+        encode_chunk_header(len, &mut out);
+    }
+    assert_eq!(ALLOCATIONS.with(Cell::get), before);
 }
