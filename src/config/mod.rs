@@ -252,14 +252,9 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Reads, parses and validates the file. Blocking (file I/O, and DNS for target names, each
-    /// within its upstream's `resolve_timeout`): never call it from a shard.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::load_with_hash(path).map(|(config, _)| config)
-    }
-
-    /// Like [`Config::load`], also returning the hash of the file's bytes (FNV-1a, 16 hex
-    /// digits): enough to tell two configs apart in metrics and logs.
+    /// Reads, parses and validates the file, and hashes its bytes (FNV-1a, 16 hex digits:
+    /// enough to tell two configs apart in metrics and logs). Blocking (file I/O, and DNS for
+    /// target names, each within its upstream's `resolve_timeout`): never call it from a shard.
     pub fn load_with_hash(path: &Path) -> Result<(Config, String), ConfigError> {
         let fail = |e: String| ConfigError {
             file: path.to_path_buf(),

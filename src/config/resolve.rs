@@ -97,9 +97,10 @@ pub(super) fn targets(
 ) -> (Vec<Target>, Resolve) {
     let before = errs.len();
     let nameserver = nameserver(&key("resolver"), u.resolver.as_deref(), default, errs);
-    // With a bad `resolver`, asking the default instead would only add confusing errors.
-    let can_resolve = errs.len() == before;
     let timeout = errs.duration(&key("resolve_timeout"), &u.resolve_timeout);
+    // With a bad `resolver` or `resolve_timeout`, [`lookup_all`] asked nothing, and asking
+    // now with a stand-in would only add confusing errors.
+    let can_resolve = errs.len() == before;
     let interval = u
         .resolve_interval
         .as_deref()
@@ -128,12 +129,11 @@ pub(super) fn targets(
                 continue;
             }
         };
-        if can_resolve {
-            let answer = match answers.get(&(name.clone(), nameserver)) {
-                Some(answer) => answer.clone(),
-                None => discovery::lookup(&name, nameserver, timeout),
-            };
-            match answer {
+        if let Some(answer) = answers
+            .get(&(name.clone(), nameserver))
+            .filter(|_| can_resolve)
+        {
+            match answer.clone() {
                 // A name with several addresses becomes one target per address, as in nginx's
                 // `server name;`.
                 Ok(addrs) => targets.extend(addrs.into_iter().map(|addr| Target {
