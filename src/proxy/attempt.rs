@@ -292,7 +292,11 @@ impl Context<'_> {
             &conn.buf,
             &s.head,
             &Forwarding {
-                path: &s.rewritten,
+                // Empty when the route rewrites nothing.
+                path: match s.rewritten.is_empty() {
+                    true => &s.path,
+                    false => &s.rewritten,
+                },
                 host_header: &self.upstream.host_header,
                 target_host: &target.host,
                 client_ip: conn.ip(),

@@ -405,10 +405,7 @@ async fn exchange(
                 Some((prefix, replacement)) => {
                     crate::router::rewrite_prefix(&s.path, prefix, replacement, &mut s.rewritten)
                 }
-                None => {
-                    s.rewritten.clear();
-                    s.rewritten.extend_from_slice(&s.path);
-                }
+                None => s.rewritten.clear(),
             }
             match snap.config.routes[route].timeout {
                 None => forward::proxy(shard, snap, conn, s, *upstream).await,

@@ -121,7 +121,6 @@ pub async fn proxy(
         // A stale pooled connection may be swapped for a fresh one mid-try when the whole
         // request is at hand to send again and sending it twice is harmless.
         let resendable = idempotent && upload.body.is_done() && upload.replay != Replay::Overflowed;
-        let try_started = Instant::now();
         let result = ctx
             .run(conn, s, &mut upload, &mut ubuf, target, clock, resendable)
             .await;
@@ -181,7 +180,7 @@ pub async fn proxy(
             Ok(answered) => {
                 // A response we won't relay: its connection goes, body unread.
                 drop(answered);
-                target.metrics.record(shard.id, try_started.elapsed());
+                target.metrics.record(shard.id, load.started.elapsed());
             }
             Err(Failed {
                 failure: Failure::Upstream(e),

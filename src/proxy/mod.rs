@@ -53,7 +53,8 @@ pub struct Scratch {
     pub response: ResponseHead,
     /// The normalised request path.
     pub path: Vec<u8>,
-    /// The path after strip_prefix / rewrite_prefix.
+    /// The path after strip_prefix / rewrite_prefix; empty when the route rewrites nothing
+    /// (a rewrite is never empty: at least `/`).
     pub rewritten: Vec<u8>,
     /// Heads (and small bodies) being written.
     pub out: Vec<u8>,
