@@ -8,6 +8,7 @@ use common::*;
 
 fn gateway(driver: &str, origin: &Origin, breaker: &str) -> Gateway {
     Conf::new(driver)
+        .admin(free_addr("127.0.0.1"))
         .upstream_with(
             "o",
             &[(origin.addr(), 1)],
@@ -18,7 +19,6 @@ fn gateway(driver: &str, origin: &Origin, breaker: &str) -> Gateway {
         .start()
 }
 
-/// Sends `GET /slow` on a new connection and waits until the origin holds it.
 fn assert_overloaded(resp: &Response) {
     assert_eq!(resp.status, 503, "{resp:?}");
     assert_eq!(
@@ -93,13 +93,15 @@ fn a_pending_request_waits_for_the_connection_and_pending_is_capped() {
         // Waits for the only connection...
         let mut waiting = Client::connect(gw.addr());
         waiting.send(b"GET /queued HTTP/1.1\r\nHost: test\r\n\r\n");
-        // ...so the one after it finds the queue full. Polled, because the waiting request
-        // takes its place in the queue asynchronously.
-        eventually("a third request refused while one waits", || {
-            let resp = Client::connect(gw.addr()).get("/third");
-            (resp.status == 503).then_some(resp)
-        })
-        .assert_generated();
+        // ...which it does asynchronously: wait until it holds the one pending place, so the
+        // request after it is the one that finds the queue full.
+        let admin = gw.admin();
+        eventually("the queued request pending", || {
+            (admin.get_json("/upstreams")["upstreams"][0]["pending"] == 1).then_some(())
+        });
+        let third = Client::connect(gw.addr()).get("/third");
+        assert_overloaded(&third);
+        third.assert_generated();
 
         gate.open();
         assert_eq!(first.read_response().status, 200);

@@ -241,7 +241,19 @@ fn stalled_body_is_cut_after_body_read_timeout() {
 fn client_not_reading_is_cut_after_send_timeout() {
     const SIZE: usize = 32 << 20;
     for_each_driver(|driver| {
-        let origin = Origin::start(|_| Reply::ok(vec![b'z'; SIZE]));
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let origin = {
+            let cut = cut.clone();
+            Origin::raw(move |mut conn| {
+                if let Some(req) = conn.read_request() {
+                    // Blocks once every buffer on the way is full, until the gateway gives up
+                    // on the client and drops this connection too.
+                    conn.reply(&req, &Reply::ok(vec![b'z'; SIZE]));
+                }
+                conn.wait_for_close();
+                cut.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
         let gw = Conf::new(driver)
             .limit("send_timeout = \"300ms\"")
             .upstream("o", &[origin.addr()])
@@ -250,8 +262,10 @@ fn client_not_reading_is_cut_after_send_timeout() {
         let mut client = Client::connect_small_window(gw.addr());
         client.send(b"GET /big HTTP/1.1\r\nHost: test\r\n\r\n");
         origin.recv();
-        // The stall the gateway has to notice: the client reads nothing.
-        thread::sleep(Duration::from_millis(1500));
+        // The stall the gateway has to notice: the client reads nothing until it has.
+        eventually("the gateway gives up on the stalled client", || {
+            cut.load(std::sync::atomic::Ordering::SeqCst).then_some(())
+        });
         let got = client.read_to_eof();
         assert!(
             got.starts_with(b"HTTP/1.1 200 "),
@@ -308,16 +322,13 @@ fn max_connections_caps_open_client_connections_per_process() {
         // Freeing a slot lets a new connection in. The gateway learns about
         // the close asynchronously, so poll for the visible event (guarded).
         drop(first);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
+        eventually("a freed slot reused", || {
             let mut next = Client::connect(gw.addr());
             let _ = next.try_send(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-            if next.read_to_eof().starts_with(b"HTTP/1.1 200 ") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "a freed slot was never reused");
-            thread::sleep(Duration::from_millis(20));
-        }
+            next.read_to_eof()
+                .starts_with(b"HTTP/1.1 200 ")
+                .then_some(())
+        });
         assert_eq!(second.get("/").status, 200);
     });
 }

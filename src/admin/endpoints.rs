@@ -165,6 +165,8 @@ fn upstreams(ctx: &AdminContext) -> Reply {
                 // Counted only when a breaker or a retry budget needs it.
                 "requests_in_flight": state.count_requests.then(|| state.requests.current()),
                 "retries_in_flight": state.retries.current(),
+                // Waiting for a connection while a target is at max_connections.
+                "pending": state.pending.current(),
                 "targets": targets,
             })
         })
