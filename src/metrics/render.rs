@@ -151,17 +151,14 @@ impl Metrics {
             .map(|t| (t.upstream().to_string(), t.addr().to_string(), t.totals()))
             .collect();
 
-        let name = "shardgate_upstream_requests_total";
-        family(
+        per_target(
             out,
-            name,
+            &targets,
+            "shardgate_upstream_requests_total",
             "counter",
             "Exchanges completed with upstream targets.",
+            |t| Some(t.duration.count()),
         );
-        for (upstream, target, t) in &targets {
-            let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
-            sample(out, name, "", &labels, t.duration.count());
-        }
 
         let name = "shardgate_upstream_request_duration_seconds";
         family(
@@ -214,67 +211,51 @@ impl Metrics {
             }
         }
 
-        let name = "shardgate_upstream_retries_total";
-        family(
+        per_target(
             out,
-            name,
+            &targets,
+            "shardgate_upstream_retries_total",
             "counter",
             "Failed tries at an upstream target that were made again.",
+            |t| Some(t.retries),
         );
-        for (upstream, target, t) in &targets {
-            let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
-            sample(out, name, "", &labels, t.retries);
-        }
 
-        let name = "shardgate_upstream_retries_over_budget_total";
-        family(
+        per_target(
             out,
-            name,
+            &targets,
+            "shardgate_upstream_retries_over_budget_total",
             "counter",
             "Failed tries at an upstream target not made again because the retry budget was spent.",
+            |t| Some(t.retries_over_budget),
         );
-        for (upstream, target, t) in &targets {
-            let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
-            sample(out, name, "", &labels, t.retries_over_budget);
-        }
 
-        let name = "shardgate_upstream_ejections_total";
-        family(
+        per_target(
             out,
-            name,
+            &targets,
+            "shardgate_upstream_ejections_total",
             "counter",
             "Outlier ejections of upstream targets.",
+            |t| Some(t.ejections),
         );
-        for (upstream, target, t) in &targets {
-            let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
-            sample(out, name, "", &labels, t.ejections);
-        }
 
-        let name = "shardgate_upstream_ejected";
-        family(
+        per_target(
             out,
-            name,
+            &targets,
+            "shardgate_upstream_ejected",
             "gauge",
             "1 while an upstream target is ejected as an outlier.",
+            |t| Some(u64::from(t.ejected)),
         );
-        for (upstream, target, t) in &targets {
-            let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
-            sample(out, name, "", &labels, u64::from(t.ejected));
-        }
 
-        let name = "shardgate_upstream_healthy";
-        family(
+        // Only targets with active checks have a health to show.
+        per_target(
             out,
-            name,
+            &targets,
+            "shardgate_upstream_healthy",
             "gauge",
             "1 while an upstream target passes its active health checks.",
+            |t| t.health.map(|(healthy, _, _)| u64::from(healthy)),
         );
-        for (upstream, target, t) in &targets {
-            if let Some((healthy, _, _)) = t.health {
-                let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
-                sample(out, name, "", &labels, u64::from(healthy));
-            }
-        }
 
         let name = "shardgate_upstream_health_checks_total";
         family(
@@ -296,29 +277,23 @@ impl Metrics {
             }
         }
 
-        let name = "shardgate_upstream_pool_idle_connections";
-        family(
+        per_target(
             out,
-            name,
+            &targets,
+            "shardgate_upstream_pool_idle_connections",
             "gauge",
             "Idle pooled connections to a target, over all shards.",
+            |t| Some(t.pool_idle),
         );
-        for (upstream, target, t) in &targets {
-            let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
-            sample(out, name, "", &labels, t.pool_idle);
-        }
 
-        let name = "shardgate_upstream_pool_active_connections";
-        family(
+        per_target(
             out,
-            name,
+            &targets,
+            "shardgate_upstream_pool_active_connections",
             "gauge",
             "Connections to a target carrying a request, over all shards.",
+            |t| Some(t.pool_active),
         );
-        for (upstream, target, t) in &targets {
-            let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
-            sample(out, name, "", &labels, t.pool_active);
-        }
     }
 
     fn render_shards(&self, out: &mut String) {
@@ -350,6 +325,25 @@ impl Metrics {
 }
 
 /// `_bucket` for every bound (cumulative, ending with `+Inf`), then `_sum` and `_count`.
+/// A family with one series per target, labelled by upstream and target; `value` leaves a
+/// target out by returning None.
+fn per_target<V: std::fmt::Display>(
+    out: &mut String,
+    targets: &[(String, String, TargetTotals)],
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&TargetTotals) -> Option<V>,
+) {
+    family(out, name, kind, help);
+    for (upstream, target, t) in targets {
+        if let Some(v) = value(t) {
+            let labels = [("upstream", upstream.as_str()), ("target", target.as_str())];
+            sample(out, name, "", &labels, v);
+        }
+    }
+}
+
 fn histogram(out: &mut String, name: &str, labels: &[(&str, &str)], h: &HistogramTotals) {
     let mut with_le: Vec<(&str, &str)> = Vec::with_capacity(labels.len() + 1);
     for (le, n) in h.cumulative() {
