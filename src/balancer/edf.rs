@@ -17,19 +17,16 @@ const PERIOD: u64 = 1 << 32;
 pub(crate) struct Edf {
     /// Per target: how far a pick moves its deadline.
     step: Box<[u64]>,
-    /// Where the heap starts in the shard's words.
-    at: usize,
 }
 
 impl Edf {
-    /// Weights below 1 count as 1. The heap takes `2 × weights.len()` words from `at`.
-    pub(crate) fn new(weights: &[u32], at: usize) -> Edf {
+    /// Weights below 1 count as 1. The heap takes the shard's first `2 × weights.len()` words.
+    pub(crate) fn new(weights: &[u32]) -> Edf {
         Edf {
             step: weights
                 .iter()
                 .map(|&w| PERIOD / u64::from(w.max(1)))
                 .collect(),
-            at,
         }
     }
 
@@ -92,13 +89,13 @@ impl Edf {
 
     #[inline]
     fn get(&self, words: Words<'_>, slot: usize) -> (u64, usize) {
-        let at = self.at + 2 * slot;
+        let at = 2 * slot;
         (words.get(at), words.get(at + 1) as usize)
     }
 
     #[inline]
     fn set(&self, words: Words<'_>, slot: usize, deadline: u64, target: usize) {
-        let at = self.at + 2 * slot;
+        let at = 2 * slot;
         words.set(at, deadline);
         words.set(at + 1, target as u64);
     }
@@ -120,7 +117,7 @@ mod tests {
     #[test]
     fn picks_in_proportion_to_weight() {
         let weights = [5, 3, 1];
-        let edf = Edf::new(&weights, 0);
+        let edf = Edf::new(&weights);
         let cells = ShardCells::new(1, edf.words());
         edf.init(cells.shard(0));
         let mut count = [0; 3];
@@ -133,7 +130,7 @@ mod tests {
     #[test]
     fn deadlines_survive_wrapping() {
         let weights = [2, 1];
-        let edf = Edf::new(&weights, 0);
+        let edf = Edf::new(&weights);
         let cells = ShardCells::new(1, edf.words());
         let w = cells.shard(0);
         // Just before the wrap: weight 2's deadline, then weight 1's.
@@ -148,7 +145,7 @@ mod tests {
 
     #[test]
     fn unusable_turns_pass() {
-        let edf = Edf::new(&[1, 1, 1, 1], 0);
+        let edf = Edf::new(&[1, 1, 1, 1]);
         let cells = ShardCells::new(1, edf.words());
         edf.init(cells.shard(0));
         let picks: Vec<_> = (0..6)

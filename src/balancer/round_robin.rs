@@ -40,7 +40,7 @@ impl RoundRobin {
         } else if weights.len() <= SMOOTH_MAX {
             Shape::Smooth
         } else {
-            Shape::Edf(Edf::new(weights, 0))
+            Shape::Edf(Edf::new(weights))
         };
         let words = match &shape {
             Shape::Uniform => 1,
